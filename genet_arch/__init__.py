@@ -1,0 +1,16 @@
+"""Framework-free description of the three GENet architectures.
+
+Imports neither torch nor paddle. `get_arch('large')` parses the official
+structure string into typed nodes that both model packages, the mapping table
+and the layer-diff tool walk.
+"""
+from .nodes import (AdaptiveAvgPool, Architecture, BatchNorm, Conv, Linear, ReLU,
+                    ResidualUnit, Site, SuperBlock)
+from .parse import StructureError, parse_structure
+from .variants import ARCH_NAMES, CARDS, STRUCTURES, WeightsCard, canonical_arch, get_arch
+
+__all__ = [
+    "AdaptiveAvgPool", "Architecture", "BatchNorm", "Conv", "Linear", "ReLU", "ResidualUnit",
+    "Site", "SuperBlock", "StructureError", "parse_structure", "ARCH_NAMES", "CARDS",
+    "STRUCTURES", "WeightsCard", "canonical_arch", "get_arch",
+]

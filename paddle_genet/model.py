@@ -1,0 +1,78 @@
+"""GENet in PaddlePaddle, built by walking the architecture description.
+
+state_dict keys and order equal the existing Paddle reproduction's
+`.pdparams` layout: top-level BN layers sit directly in `module_list` (no
+`netblock`), BN statistics are `_mean`/`_variance`, the fc weight is [in, out].
+"""
+from __future__ import annotations
+
+import paddle
+from paddle import nn
+
+from genet_arch import Architecture, BatchNorm, Conv, ReLU, SuperBlock, get_arch
+
+
+def _leaf(layer) -> nn.Layer:
+    if isinstance(layer, Conv):
+        return nn.Conv2D(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                         padding=layer.padding, groups=layer.groups, bias_attr=None if layer.bias else False)
+    if isinstance(layer, BatchNorm):
+        # Paddle weights the running statistic, torch the new batch statistic.
+        return nn.BatchNorm2D(layer.channels, momentum=1.0 - layer.momentum, epsilon=layer.eps)
+    if isinstance(layer, ReLU):
+        return nn.ReLU()
+    raise TypeError(f"not a leaf layer: {layer!r}")
+
+
+class NetBlock(nn.Layer):
+    def __init__(self, layer: nn.Layer):
+        super().__init__()
+        self.netblock = layer
+
+    def forward(self, x):
+        return self.netblock(x)
+
+
+class SuperResBlock(nn.Layer):
+    def __init__(self, block: SuperBlock):
+        super().__init__()
+        self.shortcut_list = nn.LayerList(
+            [nn.Sequential(*map(_leaf, u.shortcut)) if u.shortcut else nn.Identity() for u in block.units])
+        self.conv_list = nn.LayerList([nn.Sequential(*map(_leaf, u.branch)) for u in block.units])
+        self.unit_relu = nn.LayerList([nn.ReLU() for _ in block.units])
+
+    def forward(self, x):
+        for branch, shortcut, relu in zip(self.conv_list, self.shortcut_list, self.unit_relu):
+            x = relu(branch(x) + shortcut(x))
+        return x
+
+
+def _top(layer):
+    if isinstance(layer, SuperBlock):
+        return SuperResBlock(layer)
+    if isinstance(layer, Conv):
+        return NetBlock(_leaf(layer))
+    return _leaf(layer)  # the reproduction stores BN and ReLU unwrapped
+
+
+class GENet(nn.Layer):
+    def __init__(self, arch: Architecture):
+        super().__init__()
+        self.arch = arch
+        self.module_list = nn.LayerList([_top(b) for b in arch.body])
+        self.adptive_avg_pool = nn.AdaptiveAvgPool2D(arch.pool.output_size)
+        self.fc_linear = nn.Linear(arch.classifier.in_features, arch.classifier.out_features,
+                                   bias_attr=None if arch.classifier.bias else False)
+
+    def forward(self, x):
+        for block in self.module_list:
+            x = block(x)
+        x = self.adptive_avg_pool(x)
+        return self.fc_linear(paddle.flatten(x, 1))
+
+
+def build(arch: str = "large", num_classes: int = 1000) -> GENet:
+    """An eval-mode GENet; `arch` is small|normal|large or GENet_small|... ."""
+    model = GENet(get_arch(arch, num_classes))
+    model.eval()
+    return model

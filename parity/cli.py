@@ -1,0 +1,67 @@
+"""`genet-parity`: one entry point, one module per sub-command.
+
+Each command module exposes HELP, add_arguments(parser) and run(args) -> int,
+and imports torch/paddle only inside run(), so `--help` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+
+COMMANDS = {
+    "demo": "parity.demo",
+}
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="genet-parity", description="GENet PyTorch/PaddlePaddle parity tools.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    modules = {}
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        modules[name] = module
+    return parser, modules
+
+
+def run_guarded(fn, *args) -> int:
+    """Map known failures to one `Error:` paragraph and an exit code; a
+    traceback only for internal errors or with GENET_DEBUG=1."""
+    from converters.errors import CheckpointError, VerificationError
+
+    try:
+        return int(fn(*args) or 0)
+    except CheckpointError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except VerificationError as e:
+        print(f"Verification failed: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except Exception as e:  # the last resort: say it is ours, not the user's
+        if os.environ.get("GENET_DEBUG"):
+            traceback.print_exc()
+        else:
+            print(f"Internal error: {type(e).__name__}: {e}\n(set GENET_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def main(argv=None) -> int:
+    from .runtime import configure_threads
+
+    parser, modules = _parser()
+    args = parser.parse_args(argv)
+    configure_threads(getattr(args, "threads", None))
+    return run_guarded(modules[args.command].run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

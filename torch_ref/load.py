@@ -1,0 +1,33 @@
+"""Load weights into `torch_ref` models: strict, all-or-nothing."""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import numpy as np
+import torch
+
+from converters.io import read_torch
+from converters.mapping import check_state
+
+from .model import GENet, build
+
+
+def load_state(model: GENet, tensors: Mapping[str, object], source: Optional[str] = None) -> GENet:
+    """Copy an official-layout state dict (numpy arrays or tensors) into `model`.
+
+    Every key and shape is checked before anything is copied, so a bad
+    checkpoint never leaves the model half-loaded.
+    """
+    arrays = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+              for k, v in tensors.items()}
+    check_state(arrays, model.arch.name, "official", source)
+    own = model.state_dict()
+    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)).to(own[k].dtype) for k, v in arrays.items()},
+                          strict=True)
+    return model
+
+
+def load_checkpoint(path: str, arch: str, num_classes: int = 1000) -> GENet:
+    """An eval-mode model with the official-layout checkpoint at `path`
+    (`{'state_dict': ...}`, a bare state dict, or with a `module.` prefix)."""
+    return load_state(build(arch, num_classes), read_torch(path), source=path)

@@ -1,0 +1,74 @@
+"""GENet in PyTorch, built by walking the architecture description.
+
+Module paths and state_dict order equal the official code's, so the official
+checkpoints load with strict=True.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from genet_arch import Architecture, BatchNorm, Conv, ReLU, SuperBlock, get_arch
+
+
+def _leaf(layer) -> nn.Module:
+    if isinstance(layer, Conv):
+        return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                         padding=layer.padding, groups=layer.groups, bias=layer.bias)
+    if isinstance(layer, BatchNorm):
+        return nn.BatchNorm2d(layer.channels, eps=layer.eps, momentum=layer.momentum)
+    if isinstance(layer, ReLU):
+        return nn.ReLU()
+    raise TypeError(f"not a leaf layer: {layer!r}")
+
+
+class NetBlock(nn.Module):
+    """The official ConvKX/BN wrapper: one layer stored as `netblock`."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.netblock = layer
+
+    def forward(self, x):
+        return self.netblock(x)
+
+
+class SuperResBlock(nn.Module):
+    def __init__(self, block: SuperBlock):
+        super().__init__()
+        # Registration order fixes state_dict order: shortcuts before branches.
+        self.shortcut_list = nn.ModuleList(
+            nn.Sequential(*map(_leaf, u.shortcut)) if u.shortcut else nn.Identity() for u in block.units)
+        self.conv_list = nn.ModuleList(nn.Sequential(*map(_leaf, u.branch)) for u in block.units)
+        # The official code applies this ReLU functionally; a parameter-free
+        # module makes each unit's output hookable without changing any key.
+        self.unit_relu = nn.ModuleList(nn.ReLU() for _ in block.units)
+
+    def forward(self, x):
+        for branch, shortcut, relu in zip(self.conv_list, self.shortcut_list, self.unit_relu):
+            x = relu(branch(x) + shortcut(x))
+        return x
+
+
+class GENet(nn.Module):
+    def __init__(self, arch: Architecture):
+        super().__init__()
+        self.arch = arch
+        self.module_list = nn.ModuleList(
+            SuperResBlock(b) if isinstance(b, SuperBlock)
+            else _leaf(b) if isinstance(b, ReLU) else NetBlock(_leaf(b))
+            for b in arch.body)
+        self.adptive_avg_pool = nn.AdaptiveAvgPool2d(arch.pool.output_size)  # sic: official name
+        self.fc_linear = nn.Linear(arch.classifier.in_features, arch.classifier.out_features,
+                                   bias=arch.classifier.bias)
+
+    def forward(self, x):
+        for block in self.module_list:
+            x = block(x)
+        x = self.adptive_avg_pool(x)
+        return self.fc_linear(torch.flatten(x, 1))
+
+
+def build(arch: str = "large", num_classes: int = 1000) -> GENet:
+    """An eval-mode GENet; `arch` is small|normal|large or GENet_small|... ."""
+    return GENet(get_arch(arch, num_classes)).eval()
