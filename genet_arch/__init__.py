@@ -7,10 +7,10 @@ and the layer-diff tool walk.
 from .nodes import (AdaptiveAvgPool, Architecture, BatchNorm, Conv, Linear, ReLU,
                     ResidualUnit, Site, SuperBlock)
 from .parse import StructureError, parse_structure
-from .variants import ARCH_NAMES, CARDS, STRUCTURES, WeightsCard, canonical_arch, get_arch
+from .variants import ARCH_NAMES, CARDS, STRUCTURES, UnknownArchError, WeightsCard, canonical_arch, get_arch
 
 __all__ = [
     "AdaptiveAvgPool", "Architecture", "BatchNorm", "Conv", "Linear", "ReLU", "ResidualUnit",
     "Site", "SuperBlock", "StructureError", "parse_structure", "ARCH_NAMES", "CARDS",
-    "STRUCTURES", "WeightsCard", "canonical_arch", "get_arch",
+    "STRUCTURES", "UnknownArchError", "WeightsCard", "canonical_arch", "get_arch",
 ]

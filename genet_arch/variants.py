@@ -59,11 +59,15 @@ _ALIASES = {**{a: a for a in ARCH_NAMES}, **{f"genet_{a}": a for a in ARCH_NAMES
             **{CARDS[a].timm_name: a for a in ARCH_NAMES}}
 
 
+class UnknownArchError(ValueError):
+    pass
+
+
 def canonical_arch(name: str) -> str:
     """'large', 'GENet_large' and timm's 'gernet_l' all name the same variant."""
     key = str(name).strip().lower()
     if key not in _ALIASES:
-        raise ValueError(f"unknown GENet arch {name!r}; expected one of "
+        raise UnknownArchError(f"unknown GENet arch {name!r}; expected one of "
                          f"{', '.join(ARCH_NAMES)} (or GENet_small/GENet_normal/GENet_large, gernet_s/m/l)")
     return _ALIASES[key]
 
