@@ -1,6 +1,7 @@
 """Checkpoint conversion between the official, timm and Paddle GENet layouts."""
 from .errors import CheckpointError, VerificationError
+from .load import LoadedWeights, load_weights, to_layout
 from .mapping import MappingTable, ModuleMapping, ParamMapping, check_state, identify, mapping_table
 
-__all__ = ["CheckpointError", "VerificationError", "MappingTable", "ModuleMapping", "ParamMapping",
-           "check_state", "identify", "mapping_table"]
+__all__ = ["CheckpointError", "VerificationError", "LoadedWeights", "MappingTable", "ModuleMapping",
+           "ParamMapping", "check_state", "identify", "load_weights", "mapping_table", "to_layout"]
