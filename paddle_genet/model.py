@@ -12,10 +12,12 @@ from paddle import nn
 from genet_arch import Architecture, BatchNorm, Conv, ReLU, SuperBlock, get_arch
 
 
-def _leaf(layer) -> nn.Layer:
+def _leaf(layer, fused: bool = False) -> nn.Layer:
     if isinstance(layer, Conv):
+        # Fused (BN folded in, converters.fuse): every conv carries a bias.
         return nn.Conv2D(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                         padding=layer.padding, groups=layer.groups, bias_attr=None if layer.bias else False)
+                         padding=layer.padding, groups=layer.groups,
+                         bias_attr=None if (layer.bias or fused) else False)
     if isinstance(layer, BatchNorm):
         # Paddle weights the running statistic, torch the new batch statistic.
         return nn.BatchNorm2D(layer.channels, momentum=1.0 - layer.momentum, epsilon=layer.eps)
@@ -33,12 +35,17 @@ class NetBlock(nn.Layer):
         return self.netblock(x)
 
 
+def _seq(layers, fused: bool) -> nn.Sequential:
+    # Fused: BN layers are removed, as the official fuse_bn() does, so indices shift.
+    return nn.Sequential(*(_leaf(x, fused) for x in layers if not (fused and isinstance(x, BatchNorm))))
+
+
 class SuperResBlock(nn.Layer):
-    def __init__(self, block: SuperBlock):
+    def __init__(self, block: SuperBlock, fused: bool = False):
         super().__init__()
         self.shortcut_list = nn.LayerList(
-            [nn.Sequential(*map(_leaf, u.shortcut)) if u.shortcut else nn.Identity() for u in block.units])
-        self.conv_list = nn.LayerList([nn.Sequential(*map(_leaf, u.branch)) for u in block.units])
+            [_seq(u.shortcut, fused) if u.shortcut else nn.Identity() for u in block.units])
+        self.conv_list = nn.LayerList([_seq(u.branch, fused) for u in block.units])
         self.unit_relu = nn.LayerList([nn.ReLU() for _ in block.units])
 
     def forward(self, x):
@@ -47,19 +54,22 @@ class SuperResBlock(nn.Layer):
         return x
 
 
-def _top(layer):
+def _top(layer, fused: bool = False):
     if isinstance(layer, SuperBlock):
-        return SuperResBlock(layer)
+        return SuperResBlock(layer, fused)
     if isinstance(layer, Conv):
-        return NetBlock(_leaf(layer))
+        return NetBlock(_leaf(layer, fused))
     return _leaf(layer)  # the reproduction stores BN and ReLU unwrapped
 
 
 class GENet(nn.Layer):
-    def __init__(self, arch: Architecture):
+    def __init__(self, arch: Architecture, fused: bool = False):
         super().__init__()
         self.arch = arch
-        self.module_list = nn.LayerList([_top(b) for b in arch.body])
+        self.fused = fused
+        # Fused: keys equal the official fused layout (converters.fuse), fc stays [in, out].
+        self.module_list = nn.LayerList([_top(b, fused) for b in arch.body
+                                         if not (fused and isinstance(b, BatchNorm))])
         self.adptive_avg_pool = nn.AdaptiveAvgPool2D(arch.pool.output_size)
         self.fc_linear = nn.Linear(arch.classifier.in_features, arch.classifier.out_features,
                                    bias_attr=None if arch.classifier.bias else False)
@@ -71,8 +81,9 @@ class GENet(nn.Layer):
         return self.fc_linear(paddle.flatten(x, 1))
 
 
-def build(arch: str = "large", num_classes: int = 1000) -> GENet:
-    """An eval-mode GENet; `arch` is small|normal|large or GENet_small|... ."""
-    model = GENet(get_arch(arch, num_classes))
+def build(arch: str = "large", num_classes: int = 1000, fused: bool = False) -> GENet:
+    """An eval-mode GENet; `arch` is small|normal|large or GENet_small|... .
+    `fused=True`: BN folded into the convs (layout 'paddle_fused' of converters.fuse)."""
+    model = GENet(get_arch(arch, num_classes), fused)
     model.eval()
     return model

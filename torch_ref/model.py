@@ -11,10 +11,11 @@ from torch import nn
 from genet_arch import Architecture, BatchNorm, Conv, ReLU, SuperBlock, get_arch
 
 
-def _leaf(layer) -> nn.Module:
+def _leaf(layer, fused: bool = False) -> nn.Module:
     if isinstance(layer, Conv):
+        # Fused (BN folded in, converters.fuse): every conv carries a bias.
         return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                         padding=layer.padding, groups=layer.groups, bias=layer.bias)
+                         padding=layer.padding, groups=layer.groups, bias=layer.bias or fused)
     if isinstance(layer, BatchNorm):
         return nn.BatchNorm2d(layer.channels, eps=layer.eps, momentum=layer.momentum)
     if isinstance(layer, ReLU):
@@ -33,13 +34,18 @@ class NetBlock(nn.Module):
         return self.netblock(x)
 
 
+def _seq(layers, fused: bool) -> nn.Sequential:
+    # Fused: BN modules are removed, as the official fuse_bn() does, so indices shift.
+    return nn.Sequential(*(_leaf(x, fused) for x in layers if not (fused and isinstance(x, BatchNorm))))
+
+
 class SuperResBlock(nn.Module):
-    def __init__(self, block: SuperBlock):
+    def __init__(self, block: SuperBlock, fused: bool = False):
         super().__init__()
         # Registration order fixes state_dict order: shortcuts before branches.
         self.shortcut_list = nn.ModuleList(
-            nn.Sequential(*map(_leaf, u.shortcut)) if u.shortcut else nn.Identity() for u in block.units)
-        self.conv_list = nn.ModuleList(nn.Sequential(*map(_leaf, u.branch)) for u in block.units)
+            _seq(u.shortcut, fused) if u.shortcut else nn.Identity() for u in block.units)
+        self.conv_list = nn.ModuleList(_seq(u.branch, fused) for u in block.units)
         # The official code applies this ReLU functionally; a parameter-free
         # module makes each unit's output hookable without changing any key.
         self.unit_relu = nn.ModuleList(nn.ReLU() for _ in block.units)
@@ -51,13 +57,14 @@ class SuperResBlock(nn.Module):
 
 
 class GENet(nn.Module):
-    def __init__(self, arch: Architecture):
+    def __init__(self, arch: Architecture, fused: bool = False):
         super().__init__()
         self.arch = arch
+        self.fused = fused
         self.module_list = nn.ModuleList(
-            SuperResBlock(b) if isinstance(b, SuperBlock)
-            else _leaf(b) if isinstance(b, ReLU) else NetBlock(_leaf(b))
-            for b in arch.body)
+            SuperResBlock(b, fused) if isinstance(b, SuperBlock)
+            else _leaf(b) if isinstance(b, ReLU) else NetBlock(_leaf(b, fused))
+            for b in arch.body if not (fused and isinstance(b, BatchNorm)))
         self.adptive_avg_pool = nn.AdaptiveAvgPool2d(arch.pool.output_size)  # sic: official name
         self.fc_linear = nn.Linear(arch.classifier.in_features, arch.classifier.out_features,
                                    bias=arch.classifier.bias)
@@ -69,6 +76,7 @@ class GENet(nn.Module):
         return self.fc_linear(torch.flatten(x, 1))
 
 
-def build(arch: str = "large", num_classes: int = 1000) -> GENet:
-    """An eval-mode GENet; `arch` is small|normal|large or GENet_small|... ."""
-    return GENet(get_arch(arch, num_classes)).eval()
+def build(arch: str = "large", num_classes: int = 1000, fused: bool = False) -> GENet:
+    """An eval-mode GENet; `arch` is small|normal|large or GENet_small|... .
+    `fused=True`: BN folded into the convs, state_dict = the official fused layout."""
+    return GENet(get_arch(arch, num_classes), fused).eval()
