@@ -142,7 +142,8 @@ def from_folders(root: str, num_classes: int = 1000) -> Dataset:
                     found.append(os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/"))
         if not found:
             empty.append(name)
-        samples.extend(Sample(len(samples) + k, p, label) for k, p in enumerate(found))
+        base = len(samples)
+        samples.extend(Sample(base + k, p, label) for k, p in enumerate(found))
     if empty:
         raise DataError(root, f"{len(empty)} class folder(s) hold no image ({', '.join(IMAGE_EXTENSIONS)}):"
                               f"{_listing(empty)}")
