@@ -13,6 +13,7 @@ import traceback
 
 COMMANDS = {
     "demo": "parity.demo",
+    "layers": "parity.layers_cmd",
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3

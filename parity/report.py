@@ -1,0 +1,290 @@
+"""Renderings of a layer-diff result: rich table, JSON, HTML, Markdown.
+
+The result (parity.layer_diff.LayerDiffResult) is collected first; this module
+only renders its `to_dict()`, so every format shows the same numbers. The
+JSON schema is documented in docs/layers.md.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import tempfile
+from typing import List, Optional
+
+
+def _fmt(v, digits=3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if v == 0:
+            return "0"
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def _verdict_line(d: dict) -> str:
+    cov = d["coverage"]
+    first = d["first_divergent"]
+    head = "PASS" if d["pass"] else "FAIL"
+    parts = [f"{head}: GENet_{d['arch']}, {d['dtype']} on {d['device']}",
+             f"coverage {cov['compared']}/{cov['total']} modules"]
+    if first:
+        parts.append(f"first divergent: {first['torch_name']} (Paddle {first['paddle_name']}, {first['reason']})")
+    elif not d["pass"]:
+        parts.append("no layer diverges in isolation; see failures")
+    return "; ".join(parts)
+
+
+def _tolerance_line(d: dict) -> str:
+    t = d["tolerance"]
+    return f"Tolerance ({t['mode']}): {t['rule']}"
+
+
+def _precision_line(d: dict) -> Optional[str]:
+    return d.get("precision_note")
+
+
+def _names(layer: dict) -> str:
+    if layer["paddle_name"] == layer["torch_name"]:
+        return layer["torch_name"]
+    return f"{layer['torch_name']} | paddle: {layer['paddle_name']}"
+
+
+def _status(layer: dict) -> str:
+    if layer["pass"]:
+        return "pass"
+    why = []
+    if not layer["isolated_pass"]:
+        why.append("isolated")
+    if not layer["accumulated_pass"]:
+        why.append("accumulated")
+    if layer["hparam_mismatches"]:
+        why.append("hparams")
+    return "FAIL (" + ", ".join(why) + ")"
+
+
+COLUMNS = ("#", "kind", "module (torch | paddle)", "shape", "max abs", "mean abs", "max rel", "rel L2",
+           "cosine", "isolated max abs", "amplif.", "tolerance", "verdict")
+
+
+def _row(layer: dict) -> List[str]:
+    return [str(layer["index"]), layer["kind"], _names(layer), "x".join(map(str, layer["shape"])),
+            _fmt(layer["max_abs"]), _fmt(layer["mean_abs"]), _fmt(layer["max_rel"]), _fmt(layer["rel_l2"]),
+            f"{layer['cosine']:.9f}", _fmt(layer["isolated_max_abs"]), _fmt(layer["amplification"]),
+            _fmt(layer["isolated_tolerance"]), _status(layer)]
+
+
+# ---------------------------------------------------------------- terminal
+
+def rich_table(d: dict):
+    from rich.table import Table
+
+    first = d["first_divergent"]
+    t = Table(title=f"GENet_{d['arch']} layer diff: Paddle vs PyTorch ({d['dtype']}, {d['device']})",
+              caption="max abs .. cosine: accumulated (both models end to end); isolated: Paddle fed torch's "
+                      "input; amplif. = accumulated / isolated max abs")
+    for c in COLUMNS:
+        t.add_column(c, overflow="fold", no_wrap=c not in ("module (torch | paddle)",))
+    ref = any(layer["reference_max_abs"] is not None for layer in d["layers"])
+    if ref:
+        t.add_column("vs reference")
+    for layer in d["layers"]:
+        style = None
+        if first and layer["index"] == first["index"]:
+            style = "bold white on red"
+        elif not layer["pass"]:
+            style = "red"
+        cells = _row(layer)
+        if ref:
+            cells.append(_fmt(layer["reference_max_abs"]))
+        t.add_row(*cells, style=style)
+    return t
+
+
+def print_report(d: dict, console=None, table: bool = True) -> None:
+    from rich.console import Console
+
+    console = console or Console()
+    if table:
+        console.print(rich_table(d))
+    if d.get("precision_note"):
+        console.print(f"[bold yellow]{d['precision_note']}[/]")
+    console.print(_tolerance_line(d))
+    for f in d["failures"][:20]:
+        console.print(f"[red]- {f}[/]")
+    if len(d["failures"]) > 20:
+        console.print(f"[red]- and {len(d['failures']) - 20} more[/]")
+    colour = "green" if d["pass"] else "bold red"
+    console.print(f"[{colour}]{_verdict_line(d)}[/] ({d['seconds']:.1f} s)")
+
+
+# ---------------------------------------------------------------- files
+
+def write_atomic(path: str, text: str) -> None:
+    """Write `text` to `path` via a temporary file in the same directory, so a
+    failure never leaves a half-written report."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_safe(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+def to_json(d: dict) -> str:
+    # Strict JSON: non-finite floats become null (NaN) or "inf" strings.
+    return json.dumps(_json_safe(d), indent=2, allow_nan=False)
+
+
+def to_markdown(d: dict, max_rows: int = 400) -> str:
+    lines = [f"### GENet_{d['arch']} layer diff: **{'PASS' if d['pass'] else 'FAIL'}**", "",
+             f"- {_verdict_line(d)}", f"- {_tolerance_line(d)}"]
+    if d.get("precision_note"):
+        lines.append(f"- **{d['precision_note']}**")
+    env = d["environment"]
+    lines.append(f"- torch {env['torch']}, paddle {env['paddle']}, numpy {env['numpy']}, {env['platform']}, "
+                 f"threads {env['threads']['torch']}; input {d['input'].get('source')} {d['input']['shape']}")
+    for f in d["failures"][:20]:
+        lines.append(f"- failure: {f}")
+    lines.append("")
+
+    def table(layers):
+        out = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        for layer in layers:
+            cells = [c.replace("|", "\\|") for c in _row(layer)]
+            if d["first_divergent"] and layer["index"] == d["first_divergent"]["index"]:
+                cells = [f"**{c}**" for c in cells]
+            out.append("| " + " | ".join(cells) + " |")
+        return out
+
+    bad = [layer for layer in d["layers"] if not layer["pass"]]
+    if bad:
+        lines += ["Failing layers:", ""] + table(bad) + [""]
+    lines += ["<details><summary>All layers</summary>", ""] + table(d["layers"][:max_rows])
+    if len(d["layers"]) > max_rows:
+        lines.append(f"\n({len(d['layers']) - max_rows} more rows in the JSON report)")
+    lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- HTML
+
+def _svg_plot(d: dict, width=960, height=320) -> str:
+    """Accumulated and isolated max abs error against depth (mapping-table
+    order), log scale; zeros are drawn on the bottom edge; the first divergent
+    layer is marked by a red line."""
+    layers = d["layers"]
+    if not layers:
+        return "<p>No layer was compared.</p>"
+    series = {"accumulated": [x["max_abs"] for x in layers], "isolated": [x["isolated_max_abs"] for x in layers]}
+    positive = [v for vals in series.values() for v in vals if v is not None and v > 0 and math.isfinite(v)]
+    lo = math.floor(math.log10(min(positive))) if positive else -8
+    hi = math.ceil(math.log10(max(positive))) if positive else 0
+    if hi <= lo:
+        hi = lo + 1
+    left, right, top, bottom = 70, 20, 20, 40
+    pw, ph = width - left - right, height - top - bottom
+    n = len(layers)
+
+    def x(i):
+        return left + (pw * i / (n - 1) if n > 1 else pw / 2)
+
+    def y(v):
+        if v is None or not math.isfinite(v):
+            return top  # inf / nan: the top edge
+        if v <= 0:
+            return top + ph
+        return top + ph * (hi - max(math.log10(v), lo)) / (hi - lo)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'role="img" aria-label="error against depth">',
+             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>']
+    for e in range(lo, hi + 1):
+        yy = top + ph * (hi - e) / (hi - lo)
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end" font-size="11">1e{e}</text>')
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 8}" text-anchor="middle" font-size="12">'
+                 f'layer (forward order of the mapping table, {n} modules)</text>')
+    parts.append(f'<text x="14" y="{top + ph / 2}" font-size="12" transform="rotate(-90 14 {top + ph / 2})" '
+                 f'text-anchor="middle">max abs |Paddle - torch|</text>')
+    first = d["first_divergent"]
+    if first:
+        pos = next(i for i, layer in enumerate(layers) if layer["index"] == first["index"])
+        parts.append(f'<line id="divergent-marker" x1="{x(pos):.1f}" x2="{x(pos):.1f}" y1="{top}" y2="{top + ph}" '
+                     f'stroke="red" stroke-width="2"/>')
+        parts.append(f'<text x="{x(pos) + 4:.1f}" y="{top + 12}" fill="red" font-size="12">first divergent: '
+                     f'{html.escape(first["torch_name"])}</text>')
+    colours = {"accumulated": "#1f77b4", "isolated": "#ff7f0e"}
+    for name, vals in series.items():
+        pts = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(vals))
+        parts.append(f'<polyline class="series-{name}" fill="none" stroke="{colours[name]}" stroke-width="1.5" '
+                     f'points="{pts}"/>')
+    for k, (name, colour) in enumerate(colours.items()):
+        parts.append(f'<rect x="{left + 10}" y="{top + 22 + 16 * k}" width="12" height="3" fill="{colour}"/>')
+        parts.append(f'<text x="{left + 28}" y="{top + 27 + 16 * k}" font-size="11">{name}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def to_html(d: dict) -> str:
+    esc = html.escape
+    verdict = "PASS" if d["pass"] else "FAIL"
+    env = d["environment"]
+    rows = []
+    for layer in d["layers"]:
+        cls = "divergent" if d["first_divergent"] and layer["index"] == d["first_divergent"]["index"] else (
+            "fail" if not layer["pass"] else "")
+        cells = "".join(f"<td>{esc(c)}</td>" for c in _row(layer))
+        mism = esc("; ".join(layer["hparam_mismatches"]))
+        rows.append(f'<tr class="{cls}" title="{mism}">{cells}</tr>')
+    failures = "".join(f"<li>{esc(f)}</li>" for f in d["failures"])
+    note = f'<p class="note">{esc(d["precision_note"])}</p>' if d.get("precision_note") else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>GENet_{esc(d['arch'])} layer diff: {verdict}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; }}
+table {{ border-collapse: collapse; font-size: 12px; }}
+td, th {{ border: 1px solid #ccc; padding: 2px 6px; font-family: monospace; }}
+tr.fail td {{ color: #b00; }}
+tr.divergent td {{ background: #c00; color: #fff; font-weight: bold; }}
+.verdict-PASS {{ color: #070; }} .verdict-FAIL {{ color: #c00; }}
+.note {{ background: #ffd; padding: .5em; font-weight: bold; }}
+</style></head><body>
+<h1>GENet_{esc(d['arch'])} layer diff: <span class="verdict-{verdict}">{verdict}</span></h1>
+<p id="verdict">{esc(_verdict_line(d))}</p>
+{note}
+<p>{esc(_tolerance_line(d))}</p>
+<ul id="failures">{failures}</ul>
+<p>torch {esc(env['torch'])}, paddle {esc(env['paddle'])}, numpy {esc(env['numpy'])}, {esc(env['platform'])};
+threads {env['threads']['torch']}; input {esc(str(d['input'].get('source')))} {esc(str(d['input']['shape']))};
+{d['seconds']:.1f} s</p>
+<h2>Error against depth</h2>
+{_svg_plot(d)}
+<h2>Every layer</h2>
+<p>max abs .. cosine: accumulated (both models end to end); isolated: the Paddle module fed torch's input;
+amplif. = accumulated / isolated max abs.</p>
+<table id="layers"><thead><tr>{''.join(f'<th>{esc(c)}</th>' for c in COLUMNS)}</tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table>
+</body></html>
+"""
