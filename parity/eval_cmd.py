@@ -1,0 +1,204 @@
+"""`genet-parity eval`: ImageNet-val accuracy of both frameworks on identical inputs."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+HELP = "Top-1/top-5 of PyTorch and PaddlePaddle on the same preprocessed images, with paired statistics."
+DISAGREEMENTS_SHOWN = 10
+
+
+def add_weight_arguments(p):
+    p.add_argument("--arch", help="small, normal or large (GENet_*/gernet_* accepted; "
+                                  "default: identified from --weights)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", metavar="PATH",
+                     help="checkpoint in any supported layout (official .pth, timm, Paddle .pdparams)")
+    src.add_argument("--seeded", action="store_true",
+                     help="seeded random weights (numpy seed 2020): exercises the tools, not a trained model")
+    p.add_argument("--pdparams", metavar="PATH",
+                   help="Paddle weights to evaluate instead of converting --weights (e.g. genet-convert's output)")
+
+
+def add_data_arguments(p):
+    p.add_argument("--data", required=True, metavar="DIR", help="image folder (class sub-folders, or with --list)")
+    p.add_argument("--list", metavar="FILE", help="val_list.txt: '<relative path> <integer label>' per line")
+
+
+def add_arguments(p):
+    add_weight_arguments(p)
+    add_data_arguments(p)
+    p.add_argument("--framework", choices=["both", "torch", "paddle"], default="both")
+    p.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32",
+                   help="float16 on GPU is model.half() (Paddle: amp O2); on CPU torch runs real float16/bfloat16 "
+                        "kernels and Paddle a labelled float16 emulation")
+    p.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N (default cpu)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, help="decoding processes (default: number of cores; 0 = in-process)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N images of the list")
+    p.add_argument("--shard", metavar="K/N", help="evaluate slice K of N (K from 0); combine with `genet-parity merge`")
+    p.add_argument("--results", metavar="PATH", help="per-image predictions, JSON lines "
+                                                     "(default genet_eval_<arch>_<precision>[_shardKofN].jsonl)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its --results file")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip images that fail to decode, count and list them (default: stop at the first)")
+    p.add_argument("--json", metavar="PATH", help="write the summary as JSON")
+    p.add_argument("--threads", type=int, help="threads for both frameworks (default: all cores)")
+
+
+def load_states(arch, weights=None, seeded=False, pdparams=None, need_torch=True, need_paddle=True):
+    """(arch, official-layout state, Paddle-layout state, provenance) from the
+    command line's weight arguments. Conversion goes through the mapping table."""
+    from converters import load_weights, to_layout
+    from converters.mapping import mapping_table
+    from genet_arch import canonical_arch
+
+    from .data import DataError
+    from .seeded import WEIGHT_SEED, seeded_state, state_sha256
+
+    if seeded:
+        if not arch:
+            raise DataError(None, "--seeded needs --arch")
+        arch = canonical_arch(arch)
+        official = seeded_state(arch)
+        provenance = {"source": f"seeded (numpy default_rng({WEIGHT_SEED}))", "state_sha256": state_sha256(official)}
+        paddle_state = mapping_table(arch).convert(official, "official", "paddle", source="seeded weights")
+    else:
+        loaded = load_weights(weights, arch=arch)
+        arch = loaded.arch
+        official, paddle_state = to_layout(loaded, "official"), to_layout(loaded, "paddle")
+        # File names, not paths: shards on other machines are the same run.
+        provenance = {"source": os.path.basename(weights), "sha256": loaded.sha256, "layout": loaded.layout}
+    if pdparams and need_paddle:
+        given = load_weights(pdparams, arch=arch, layout="paddle")
+        paddle_state = to_layout(given, "paddle")
+        provenance["pdparams"] = {"source": os.path.basename(pdparams), "sha256": given.sha256}
+    return arch, official if need_torch else None, paddle_state if need_paddle else None, provenance
+
+
+def default_results_path(arch, precision, shard):
+    suffix = f"_shard{shard[0]}of{shard[1]}" if shard else ""
+    return f"genet_eval_{arch}_{precision}{suffix}.jsonl"
+
+
+def run_eval(args, console=None) -> dict:
+    """Everything `eval` does, returning the summary (also used by `certify`)."""
+    from rich.console import Console
+
+    from .data import open_dataset, parse_shard, select
+    from .evaluate import build_runners, evaluate, make_header, normalize_device
+    from .runtime import default_threads
+
+    console = console or Console(stderr=True)
+    device = normalize_device(args.device)
+    shard = parse_shard(args.shard)
+    if args.limit is not None and args.limit < 1:
+        from .data import DataError
+
+        raise DataError(None, f"--limit {args.limit}: must be >= 1")
+    frameworks = ["torch", "paddle"] if args.framework == "both" else [args.framework]
+    # The data are checked (every listed file present) before any model is built.
+    dataset = open_dataset(args.data, args.list)
+    samples = select(dataset.samples, args.limit, shard)
+    arch, official, paddle_state, provenance = load_states(
+        args.arch, args.weights, args.seeded, args.pdparams,
+        need_torch="torch" in frameworks, need_paddle="paddle" in frameworks)
+    runners = build_runners(arch, frameworks, official, paddle_state, device, args.precision)
+    header = make_header(arch, args.precision, device, runners, provenance, dataset, args.limit, shard, len(samples))
+    results = args.results or default_results_path(arch, args.precision, shard)
+    workers = default_threads() if args.workers is None else args.workers
+    for label in header["runners"].values():
+        console.print(f"[dim]{label}[/]")
+    with _progress(console, len(samples), frameworks) as on_batch:
+        summary = evaluate(runners, dataset, samples, header, results, resume=args.resume, skip_bad=args.skip_bad,
+                           batch_size=args.batch_size, workers=workers, on_batch=on_batch)
+    console.print(f"Per-image predictions: {os.path.abspath(results)}")
+    return summary
+
+
+class _progress:
+    """A rich progress bar: images/s, top-1 so far per framework, agreement, ETA."""
+
+    def __init__(self, console, total, frameworks):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.frameworks = frameworks
+        self.progress = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[acc]}"),
+                                 TimeRemainingColumn(), console=console, transient=False)
+        self.task = self.progress.add_task("eval", total=total, rate="", acc="")
+        self.start, self.fresh = None, 0
+
+    def __enter__(self):
+        self.progress.start()
+        return self.update
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def update(self, n, counts):
+        if self.start is None:  # the first call reports resumed work, not speed
+            self.start = time.perf_counter()
+        else:
+            self.fresh += n
+        elapsed = time.perf_counter() - self.start
+        rate = f"{self.fresh / elapsed:.1f} img/s" if self.fresh and elapsed > 0 else ""
+        total = counts["n"]
+        acc = "  ".join(f"{fw} top-1 {100.0 * counts[fw] / total:.2f}%" for fw in self.frameworks) if total else ""
+        if total and len(self.frameworks) == 2:
+            acc += f"  agree {100.0 * counts['agree'] / total:.2f}%"
+        self.progress.update(self.task, advance=n, rate=rate, acc=acc)
+
+
+def print_summary(console, s: dict):
+    from rich.table import Table
+
+    def pct(v):
+        return "n/a" if v is None else f"{v:.3f}%"
+
+    t = Table(title=f"GENet_{s['arch']} on {s['n_evaluated']} images ({s['precision']}, {s['device']})")
+    for col in ("framework", "top-1", "top-5", "runner"):
+        t.add_column(col)
+    for fw in s["frameworks"]:
+        t.add_row(fw, pct(s["top1"][fw]), pct(s["top5"][fw]), s["runners"][fw])
+    console.print(t)
+    if "paired" in s:
+        p = s["paired"]
+        ci = p["top1_difference_ci_points"]
+        console.print(f"Top-1 agreement {pct(s['agreement_top1'])} ({s['n_disagree']} images differ); "
+                      f"largest logit difference {s['logit_max_abs_diff']:.3g}")
+        if ci:
+            console.print(f"Top-1 {p['a']} - {p['b']}: {p['top1_difference_points']:+.3f} points, "
+                          f"{100 * p['confidence']:.0f}% CI [{ci[0]:+.3f}, {ci[1]:+.3f}]; McNemar exact p = "
+                          f"{p['mcnemar_exact_p']:.4g} ({p['a_only_correct']} right only in {p['a']}, "
+                          f"{p['b_only_correct']} only in {p['b']})")
+        for d in s["disagreements"][:DISAGREEMENTS_SHOWN]:
+            console.print(f"  differs: {d['path']} (label {d['label']}): "
+                          + ", ".join(f"{fw} {d[fw]}" for fw in s["frameworks"]))
+        if s["n_disagree"] > DISAGREEMENTS_SHOWN:
+            console.print(f"  ... and {s['n_disagree'] - DISAGREEMENTS_SHOWN} more (all in the JSON summary)")
+    if s["n_bad"]:
+        console.print(f"[yellow]Skipped {s['n_bad']} image(s) that failed to decode:[/]")
+        for b in s["bad_images"][:DISAGREEMENTS_SHOWN]:
+            console.print(f"  {b['path']}: {b['error']}")
+    if not s["complete"]:
+        console.print(f"[yellow]Incomplete: {s['n_evaluated'] + s['n_bad']} of {s['n_expected']} images done.[/]")
+
+
+def write_json(path, data):
+    """Atomic: a reader never sees half a summary."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def run(args) -> int:
+    from rich.console import Console
+
+    summary = run_eval(args)
+    print_summary(Console(), summary)
+    if args.json:
+        write_json(args.json, summary)
+    return 0

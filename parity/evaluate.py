@@ -1,0 +1,334 @@
+"""Accuracy of both frameworks on the same preprocessed images.
+
+Each batch is decoded once and fed to every framework, so any disagreement
+comes from the models, never from two data pipelines. Per-image predictions
+are appended to a JSON-lines results file as they are produced; the summary
+is a pure function of that file (header + records sorted by image index),
+which is what makes `--resume` and `merge` give exactly a single run's summary.
+
+Results file: line 1 is a header {"type": "header", ...} naming everything
+that must match to continue or merge it; then one line per image,
+{"type": "image", "index", "path", "label", "pred": {framework: top-5}, ...}
+or {"type": "bad", "index", "path", "label", "error"} under --skip-bad.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .data import Dataset, DataError, Sample
+from .decode import Decoder
+from .stats import paired_summary
+
+RESULTS_VERSION = 1
+FRAMEWORKS = ("torch", "paddle")
+PRECISIONS = ("float32", "float16", "bfloat16")
+TOPK = 5
+# Header fields that a resumed run or a merged shard must share exactly.
+IDENTITY_FIELDS = ("version", "arch", "precision", "device", "frameworks", "runners", "weights", "dataset", "limit")
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def normalize_device(device: str) -> str:
+    """'cpu' | 'gpu' | 'gpu:N' (also accepts torch's 'cuda[:N]')."""
+    d = (device or "cpu").strip().lower().replace("cuda", "gpu")
+    if d == "cpu":
+        return d
+    if d == "gpu":
+        return "gpu:0"
+    if d.startswith("gpu:") and d[4:].isdigit():
+        return d
+    raise DataError(None, f"--device {device!r}: expected cpu, gpu or gpu:N")
+
+
+# ---------------------------------------------------------------- runners
+class TorchRunner:
+    """The official model in PyTorch. float16 is `model.half()` as in the
+    official evaluation (on CPU too: torch has CPU half convolutions)."""
+
+    name = "torch"
+
+    def __init__(self, arch: str, official_state, device: str = "cpu", precision: str = "float32"):
+        import torch
+
+        import torch_ref
+
+        self.device = "cpu" if device == "cpu" else device.replace("gpu", "cuda")
+        if self.device != "cpu" and not torch.cuda.is_available():
+            raise DataError(None, f"--device {device}: this PyTorch build sees no CUDA GPU")
+        self.dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[precision]
+        model = torch_ref.load_state(torch_ref.build(arch), official_state, source="torch weights")
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.label = f"torch {torch.__version__} eager, {precision}, {device.split(':')[0]}"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(x).to(device=self.device, dtype=self.dtype))
+            return out.float().cpu().numpy()
+
+
+class PaddleRunner:
+    """The Paddle model. float16 on a GPU: `paddle.amp.decorate(level='O2')`,
+    Paddle's `model.half()` (it keeps BatchNorm statistics in float32, which
+    its float16 kernels require). Paddle has no CPU float16 kernels: there,
+    float16 is the layer-diff tool's emulation and is labelled so."""
+
+    name = "paddle"
+
+    def __init__(self, arch: str, paddle_state, device: str = "cpu", precision: str = "float32"):
+        import paddle
+
+        import paddle_genet
+
+        if device != "cpu" and not paddle.device.is_compiled_with_cuda():
+            raise DataError(None, f"--device {device}: this PaddlePaddle build has no CUDA support")
+        paddle.set_device(device)
+        self.precision = precision
+        self.emulated = precision == "float16" and device == "cpu"
+        if precision == "bfloat16":
+            raise DataError(None, "PaddlePaddle has no bfloat16 path here: evaluate with --framework torch "
+                                  "for bfloat16, or use --precision float32/float16")
+        if self.emulated:
+            from .layer_diff import _round_state_f16
+
+            paddle_state = _round_state_f16(paddle_state)
+        model = paddle_genet.load_state(paddle_genet.build(arch), paddle_state, source="paddle weights")
+        model.eval()
+        if self.emulated:
+            self._round_every_layer(model, arch)
+        elif precision == "float16":
+            model = paddle.amp.decorate(models=model, level="O2", dtype="float16")
+        self.model = model
+        mode = "float16 EMULATED on CPU (float32 kernels, float16 rounding)" if self.emulated else precision
+        self.label = f"paddle {paddle.__version__} eager, {mode}, {device.split(':')[0]}"
+
+    @staticmethod
+    def _round_every_layer(model, arch):
+        """The layer-diff tool's emulation: weights, input and the output of
+        every mapped module rounded to float16, arithmetic in float32."""
+        from converters.mapping import mapping_table
+
+        from .layer_diff import _round_f16_paddle, paddle_layer
+
+        for row in mapping_table(arch).modules:
+            paddle_layer(model, row.paddle).register_forward_post_hook(_round_f16_paddle)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import paddle
+
+        with paddle.no_grad():
+            if self.emulated:
+                x = x.astype(np.float16).astype(np.float32)
+            t = paddle.to_tensor(x)
+            if self.precision == "float16" and not self.emulated:
+                t = t.astype("float16")
+            return self.model(t).astype("float32").numpy()
+
+
+def build_runners(arch: str, frameworks: Sequence[str], official_state=None, paddle_state=None,
+                  device: str = "cpu", precision: str = "float32") -> Dict[str, object]:
+    runners = {}
+    for fw in frameworks:
+        if fw == "torch":
+            runners[fw] = TorchRunner(arch, official_state, device, precision)
+        elif fw == "paddle":
+            runners[fw] = PaddleRunner(arch, paddle_state, device, precision)
+        else:
+            raise DataError(None, f"unknown framework {fw!r}; expected {', '.join(FRAMEWORKS)}")
+    return runners
+
+
+# ---------------------------------------------------------------- results file
+def make_header(arch: str, precision: str, device: str, runners: Dict[str, object], weights: dict,
+                dataset: Dataset, limit: Optional[int], shard, expected: int) -> dict:
+    # Only the device kind: shard K on gpu:K still belongs to the same run.
+    location = dataset.describe()
+    identity = {k: location.pop(k) for k in ("layout", "n_images", "n_classes", "fingerprint_sha256")}
+    return {"type": "header", "version": RESULTS_VERSION, "arch": arch, "precision": precision,
+            "device": device.split(":")[0], "frameworks": list(runners),
+            "runners": {k: r.label for k, r in runners.items()}, "weights": weights, "dataset": identity,
+            "dataset_location": location, "limit": limit, "shard": list(shard) if shard else None,
+            "expected": expected}
+
+
+def read_results(path: str, repair: bool = False):
+    """(header, records) of a results file. A last line cut short by an
+    interruption is dropped (and, with repair=True, truncated from the file);
+    damage anywhere else is an error naming the line."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise DataError(path, "no such results file") from None
+    # Every record is written as one line ending in a newline, so only a last
+    # piece without its newline can be an interrupted write.
+    complete, newline, _ = raw.rpartition(b"\n")
+    good_bytes = len(complete) + len(newline)
+    parsed = []
+    for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
+        if not line.strip():
+            continue
+        try:
+            parsed.append(json.loads(line))
+        except ValueError as e:
+            raise DataError(path, f"line {number} is not valid JSON ({e}); the file is damaged") from None
+    if repair and good_bytes < len(raw):
+        with open(path, "r+b") as f:
+            f.truncate(good_bytes)
+    if not parsed or parsed[0].get("type") != "header":
+        raise DataError(path, "is not a genet-parity results file (no header line)")
+    return parsed[0], parsed[1:]
+
+
+def identity_mismatch(a: dict, b: dict) -> List[str]:
+    return [k for k in IDENTITY_FIELDS if a.get(k) != b.get(k)]
+
+
+class ResultsWriter:
+    """Appends records, flushed to disk after every batch, so an interrupted
+    run loses at most the batch in progress."""
+
+    def __init__(self, path: str, header: dict, resume: bool):
+        self.path = path
+        self.done: Dict[int, dict] = {}
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            if not resume:
+                raise DataError(path, "already exists; pass --resume to continue it, or choose another "
+                                      "--results path (nothing was overwritten)")
+            old_header, records = read_results(path, repair=True)
+            bad = identity_mismatch(old_header, header) + (["shard"] if old_header.get("shard") != header["shard"] else [])
+            if bad:
+                raise DataError(path, "cannot resume: it was written for a different run (differs in "
+                                      f"{', '.join(bad)})")
+            self.done = {r["index"]: r for r in records}
+            self._f = open(path, "a", encoding="utf-8")
+        else:
+            parent = os.path.dirname(os.path.abspath(path))
+            os.makedirs(parent, exist_ok=True)
+            self._f = open(path, "w", encoding="utf-8")
+            self.write([header])
+
+    def write(self, records: List[dict]):
+        for r in records:
+            self._f.write(json.dumps(r, separators=(",", ":")) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self):
+        self._f.close()
+
+
+# ---------------------------------------------------------------- summary
+def topk(logits: np.ndarray, k: int = TOPK) -> np.ndarray:
+    # A stable sort of -logits: ties go to the lower class index, the same in both frameworks.
+    return np.argsort(-logits, axis=1, kind="stable")[:, :k]
+
+
+def summarize(header: dict, records: Sequence[dict], expected: Optional[int] = None) -> dict:
+    """The summary of a run from its header and records (any order)."""
+    records = sorted(records, key=lambda r: r["index"])
+    images = [r for r in records if r["type"] == "image"]
+    bad = [r for r in records if r["type"] == "bad"]
+    fws = header["frameworks"]
+    expected = header["expected"] if expected is None else expected
+    n = len(images)
+    correct = {fw: [r["pred"][fw][0] == r["label"] for r in images] for fw in fws}
+    in_top5 = {fw: [r["label"] in r["pred"][fw][:TOPK] for r in images] for fw in fws}
+    out = {
+        "arch": header["arch"], "precision": header["precision"], "device": header["device"],
+        "frameworks": fws, "runners": header["runners"], "weights": header["weights"],
+        "dataset": header["dataset"], "dataset_location": header.get("dataset_location"), "limit": header["limit"],
+        "n_expected": expected, "n_evaluated": n, "n_bad": len(bad),
+        "complete": n + len(bad) == expected,
+        "bad_images": [{"path": r["path"], "error": r["error"]} for r in bad],
+        "top1": {fw: 100.0 * sum(correct[fw]) / n if n else None for fw in fws},
+        "top5": {fw: 100.0 * sum(in_top5[fw]) / n if n else None for fw in fws},
+        "correct_top1": {fw: sum(correct[fw]) for fw in fws},
+    }
+    if len(fws) == 2:
+        a, b = fws
+        disagree = [r for r in images if r["pred"][a][0] != r["pred"][b][0]]
+        diffs = [r["logit_max_abs_diff"] for r in images if r.get("logit_max_abs_diff") is not None]
+        out.update({
+            "agreement_top1": 100.0 * (n - len(disagree)) / n if n else None,
+            "n_disagree": len(disagree),
+            "disagreements": [{"path": r["path"], "label": r["label"], a: r["pred"][a][0], b: r["pred"][b][0]}
+                              for r in disagree],
+            "paired": {"a": a, "b": b, **paired_summary(correct[a], correct[b])},
+            "logit_max_abs_diff": max(diffs) if diffs else None,
+        })
+    return out
+
+
+# ---------------------------------------------------------------- the loop
+def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sample], header: dict,
+             results_path: str, resume: bool = False, skip_bad: bool = False, batch_size: int = 32,
+             workers: int = 0, on_batch: Optional[Callable[[int, dict], None]] = None) -> dict:
+    """Evaluate `samples` with every runner on the same inputs; returns the summary.
+
+    on_batch(n_images_done_this_batch, running_counts) drives a progress display."""
+    writer = ResultsWriter(results_path, header, resume)
+    try:
+        todo = [s for s in samples if s.index not in writer.done]
+        counts = {"n": 0, **{fw: 0 for fw in runners}, "agree": 0}
+        for r in writer.done.values():
+            if r["type"] == "image":
+                counts["n"] += 1
+                for fw in runners:
+                    counts[fw] += r["pred"][fw][0] == r["label"]
+                counts["agree"] += len({tuple(r["pred"][fw][:1]) for fw in runners}) == 1
+        if on_batch:
+            on_batch(len(writer.done), counts)
+        with Decoder(header["arch"], dataset.abspath, workers=workers, batch_size=batch_size) as decoder:
+            for batch in decoder.batches(todo):
+                if batch.failed and not skip_bad:
+                    sample, err = batch.failed[0]
+                    raise DataError(dataset.abspath(sample), f"cannot be decoded: {err} "
+                                                             "(pass --skip-bad to skip and list such images)")
+                records = [{"type": "bad", "index": s.index, "path": s.path, "label": s.label, "error": err}
+                           for s, err in batch.failed]
+                if batch.samples:
+                    logits = {fw: run(batch.inputs) for fw, run in runners.items()}
+                    preds = {fw: topk(v) for fw, v in logits.items()}
+                    if len(runners) == 2:
+                        a, b = logits.values()
+                        gaps = np.abs(a.astype(np.float64) - b).max(axis=1)
+                    for i, s in enumerate(batch.samples):
+                        rec = {"type": "image", "index": s.index, "path": s.path, "label": s.label,
+                               "pred": {fw: [int(c) for c in p[i]] for fw, p in preds.items()}}
+                        if len(runners) == 2:
+                            rec["logit_max_abs_diff"] = float(gaps[i])
+                        records.append(rec)
+                        counts["n"] += 1
+                        for fw in runners:
+                            counts[fw] += int(preds[fw][i][0] == s.label)
+                        counts["agree"] += len({int(p[i][0]) for p in preds.values()}) == 1
+                records.sort(key=lambda r: r["index"])
+                writer.write(records)
+                for r in records:
+                    writer.done[r["index"]] = r
+                if on_batch:
+                    on_batch(len(records), counts)
+    finally:
+        writer.close()
+    return summarize(header, list(writer.done.values()))
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start

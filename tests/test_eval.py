@@ -1,0 +1,267 @@
+"""Evaluation on real photos: both frameworks on identical inputs, the results
+file, resume, shards + merge, bad images, precision paths, the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from parity.data import DataError, open_dataset, select
+from parity.evaluate import build_runners, evaluate, make_header, read_results
+from parity.merge_cmd import merge
+from parity.preprocessing import preprocess
+from parity.sample_images import bundled_photos
+from parity.seeded import seeded_state
+
+ARCH = "small"
+N_PHOTOS = 6
+
+
+@pytest.fixture(scope="module")
+def state():
+    return seeded_state(ARCH)
+
+
+@pytest.fixture(scope="module")
+def torch_top5(state):
+    """Independent reference: torch_ref on per-image `preprocess`, no eval loop."""
+    import torch
+
+    import torch_ref
+
+    model = torch_ref.load_state(torch_ref.build(ARCH), state)
+    x = []
+    for p in bundled_photos()[:N_PHOTOS]:
+        with Image.open(p) as im:
+            x.append(preprocess(im, ARCH))
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.stack(x))).numpy()
+    return np.argsort(-logits, axis=1, kind="stable")[:, :5]
+
+
+@pytest.fixture(scope="module")
+def photo_set(tmp_path_factory, torch_top5):
+    """List layout over real photos; the first four labels are what torch
+    predicts, the last two are not, so torch's top-1 must be 4/6."""
+    root = tmp_path_factory.mktemp("photos")
+    (root / "img").mkdir()
+    lines = []
+    for i, p in enumerate(bundled_photos()[:N_PHOTOS]):
+        name = f"{i:02d}_{os.path.basename(p)}"
+        shutil.copy(p, root / "img" / name)
+        top1 = int(torch_top5[i][0])
+        label = top1 if i < 4 else (top1 + 1) % 1000
+        lines.append(f"{name} {label}")
+    (root / "val_list.txt").write_text("\n".join(lines) + "\n")
+    return str(root / "img"), str(root / "val_list.txt")
+
+
+@pytest.fixture(scope="module")
+def runners(state):
+    from converters.mapping import mapping_table
+
+    return build_runners(ARCH, ["torch", "paddle"], state,
+                         mapping_table(ARCH).convert(state, "official", "paddle"))
+
+
+class Counting:
+    """A runner wrapper that counts the images it was given."""
+
+    def __init__(self, inner):
+        self.inner, self.label, self.seen = inner, inner.label, 0
+
+    def __call__(self, x):
+        self.seen += len(x)
+        return self.inner(x)
+
+
+def run(runners, photo_set, results, limit=None, shard=None, **kw):
+    ds = open_dataset(*photo_set)
+    samples = select(ds.samples, limit, shard)
+    header = make_header(ARCH, "float32", "cpu", runners, {"source": "seeded"}, ds, limit, shard, len(samples))
+    return evaluate(runners, ds, samples, header, str(results), batch_size=kw.pop("batch_size", 2), **kw)
+
+
+@pytest.fixture(scope="module")
+def single_run(runners, photo_set, tmp_path_factory):
+    path = tmp_path_factory.mktemp("single") / "r.jsonl"
+    return run(runners, photo_set, path), path
+
+
+def test_both_frameworks_on_identical_inputs(single_run, torch_top5):
+    summary, path = single_run
+    header, records = read_results(str(path))
+    assert header["type"] == "header" and len(records) == N_PHOTOS
+    for r in records:
+        assert r["pred"]["torch"] == [int(c) for c in torch_top5[r["index"]]]
+        assert r["pred"]["paddle"][0] == r["pred"]["torch"][0]
+        assert r["logit_max_abs_diff"] < 1e-4
+    assert summary["top1"]["torch"] == pytest.approx(100 * 4 / 6)
+    assert summary["top1"]["paddle"] == pytest.approx(100 * 4 / 6)
+    assert summary["top5"]["torch"] == pytest.approx(100 * 4 / 6)  # label top1+1 is not in the top 5 here
+    assert summary["agreement_top1"] == 100.0 and summary["disagreements"] == []
+    assert summary["paired"]["mcnemar_exact_p"] == 1.0
+    assert summary["complete"] and summary["n_bad"] == 0 and summary["n_evaluated"] == N_PHOTOS
+
+
+def test_resume_after_interruption_equals_uninterrupted(single_run, runners, photo_set, tmp_path):
+    expected, _ = single_run
+    path = tmp_path / "r.jsonl"
+    calls = []
+
+    def stop_after_two_batches(n, counts):
+        calls.append(n)
+        if len(calls) == 3:  # the first call reports resumed work (none)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(runners, photo_set, path, on_batch=stop_after_two_batches)
+    with open(path, "a") as f:
+        f.write('{"type":"image","index":5,"pa')  # a write cut short by the interruption
+    _, done = read_results(str(path))
+    assert sorted(r["index"] for r in done) == [0, 1, 2, 3]
+    counting = {k: Counting(v) for k, v in runners.items()}
+    resumed = run(counting, photo_set, path, resume=True)
+    assert [c.seen for c in counting.values()] == [2, 2]  # only the missing images were evaluated
+    assert resumed == expected
+    assert len(read_results(str(path))[1]) == N_PHOTOS
+
+
+def test_existing_results_need_resume_and_the_same_run(single_run, runners, photo_set, tmp_path):
+    path = tmp_path / "r.jsonl"
+    shutil.copy(single_run[1], path)
+    before = path.read_bytes()
+    with pytest.raises(DataError, match="already exists; pass --resume"):
+        run(runners, photo_set, path)
+    with pytest.raises(DataError, match="cannot resume: .*differs in limit"):
+        run(runners, photo_set, path, limit=3, resume=True)
+    assert path.read_bytes() == before  # nothing overwritten
+
+
+def test_damaged_results_file_is_an_error_naming_the_line(tmp_path, single_run):
+    lines = single_run[1].read_text().splitlines()
+    lines[2] = lines[2][:10]
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="line 3 is not valid JSON"):
+        read_results(str(path))
+
+
+def test_shards_merged_equal_a_single_run(single_run, runners, photo_set, tmp_path):
+    expected, _ = single_run
+    paths = []
+    for k in (2, 0, 1):
+        paths.append(str(tmp_path / f"s{k}.jsonl"))
+        run(runners, photo_set, paths[-1], shard=(k, 3), batch_size=1)
+    assert merge(paths) == expected
+    with pytest.raises(DataError, match=r"shard\(s\) 0/3 missing"):
+        merge(paths[:1] + paths[2:])
+    with pytest.raises(DataError, match="repeats shard 2/3"):
+        merge(paths + paths[:1])
+    cut = tmp_path / "s0_cut.jsonl"
+    cut.write_text("".join(Path(paths[1]).read_text().splitlines(True)[:-1]))
+    with pytest.raises(DataError, match="is unfinished: 1 of 2 images .*--shard 0/3 --resume"):
+        merge([paths[0], str(cut), paths[2]])
+    with pytest.raises(DataError, match="unsharded run"):
+        merge(paths + [str(single_run[1])])
+
+
+def test_merge_refuses_shards_of_different_runs(runners, photo_set, tmp_path):
+    a, b = str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")
+    run(runners, photo_set, a, limit=4, shard=(0, 2))
+    run(runners, photo_set, b, limit=5, shard=(1, 2))
+    with pytest.raises(DataError, match="belongs to a different run .*differs in limit"):
+        merge([a, b])
+
+
+@pytest.fixture
+def with_broken_image(photo_set, tmp_path):
+    img = tmp_path / "img"
+    shutil.copytree(photo_set[0], img)
+    (img / "zz_broken.JPEG").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    lst = tmp_path / "val_list.txt"
+    lst.write_text(Path(photo_set[1]).read_text() + "zz_broken.JPEG 3\n")
+    return str(img), str(lst)
+
+
+def test_bad_image_stops_with_file_and_decoder_error(runners, with_broken_image, tmp_path):
+    with pytest.raises(DataError) as e:
+        run(runners, with_broken_image, tmp_path / "r.jsonl", batch_size=4)
+    assert "zz_broken.JPEG" in str(e.value) and "OSError" in str(e.value) and "--skip-bad" in str(e.value)
+    _, done = read_results(str(tmp_path / "r.jsonl"))
+    assert len(done) == 4  # the batches before it are kept
+
+
+def test_skip_bad_counts_and_lists(runners, with_broken_image, tmp_path):
+    s = run(runners, with_broken_image, tmp_path / "r.jsonl", batch_size=4, skip_bad=True, workers=2)
+    assert s["n_bad"] == 1 and s["n_evaluated"] == N_PHOTOS and s["complete"]
+    assert s["bad_images"][0]["path"] == "zz_broken.JPEG" and "OSError" in s["bad_images"][0]["error"]
+    assert s["top1"]["torch"] == pytest.approx(100 * 4 / 6)  # bad images do not count as wrong
+
+
+class Fixed:
+    """A runner returning given logits per image (bookkeeping tests)."""
+
+    def __init__(self, label, top1_by_image):
+        self.label, self.top1, self.i = label, top1_by_image, 0
+
+    def __call__(self, x):
+        out = np.zeros((len(x), 1000), np.float32)
+        for j in range(len(x)):
+            out[j, self.top1[self.i]] = 1.0
+            self.i += 1
+        return out
+
+
+def test_disagreements_and_paired_counts(photo_set, tmp_path):
+    labels = [int(line.split()[1]) for line in Path(photo_set[1]).read_text().splitlines()]
+    t = labels[:4] + [7, 8]  # right on 0-3
+    p = [labels[0], 11, 12, labels[3], labels[4], 8]  # right on 0, 3, 4
+    fake = {"torch": Fixed("fake torch", t), "paddle": Fixed("fake paddle", p)}
+    s = run(fake, photo_set, tmp_path / "r.jsonl")
+    assert s["n_disagree"] == 3 and s["agreement_top1"] == pytest.approx(50.0)
+    assert [d["path"][:2] for d in s["disagreements"]] == ["01", "02", "04"]
+    assert s["disagreements"][0]["torch"] == labels[1] and s["disagreements"][0]["paddle"] == 11
+    paired = s["paired"]
+    assert (paired["a_only_correct"], paired["b_only_correct"]) == (2, 1)
+    assert paired["mcnemar_exact_p"] == 1.0  # n = 3: 2 * P(X <= 1) = 2 * 4/8
+    assert paired["top1_difference_points"] == pytest.approx(100 / 6)
+
+
+def test_float16_on_cpu_torch_native_paddle_emulated(state, photo_set, tmp_path):
+    from converters.mapping import mapping_table
+
+    r16 = build_runners(ARCH, ["torch", "paddle"], state, mapping_table(ARCH).convert(state, "official", "paddle"),
+                        precision="float16")
+    assert "float16" in r16["torch"].label and "EMULATED" in r16["paddle"].label
+    s = run(r16, photo_set, tmp_path / "r.jsonl", limit=2)
+    assert s["n_evaluated"] == 2 and s["logit_max_abs_diff"] < 0.05
+
+
+def test_paddle_bfloat16_is_refused_not_faked(state):
+    with pytest.raises(DataError, match="no bfloat16 path"):
+        build_runners(ARCH, ["paddle"], None, {}, precision="bfloat16")
+
+
+def test_cli_eval_and_merge(photo_set, tmp_path, capsys):
+    from parity.cli import main
+
+    common = ["eval", "--seeded", "--arch", ARCH, "--data", photo_set[0], "--list", photo_set[1],
+              "--batch-size", "3", "--workers", "0", "--threads", "2"]
+    for k in (0, 1):
+        assert main(common + ["--shard", f"{k}/2", "--results", str(tmp_path / f"s{k}.jsonl")]) == 0
+    assert main(["merge", str(tmp_path / "s0.jsonl"), str(tmp_path / "s1.jsonl"),
+                 "--json", str(tmp_path / "m.json")]) == 0
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert merged["n_evaluated"] == N_PHOTOS and merged["top1"]["torch"] == pytest.approx(100 * 4 / 6)
+    out = capsys.readouterr().out
+    assert "top-1" in out and "McNemar" in out
+    bad_list = tmp_path / "bad.txt"
+    bad_list.write_text("x.JPEG 1 2\n")
+    assert main(common[:6] + ["--list", str(bad_list)]) == 2
+    assert "line 1" in capsys.readouterr().err
