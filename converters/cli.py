@@ -1,0 +1,175 @@
+"""`genet-convert SRC DST`: parse arguments, call `converters.convert`, print.
+
+Exit codes: 0 converted and verified; 1 verification failed (nothing
+written); 2 bad input (unreadable, unknown or unsafe checkpoint, bad paths;
+nothing written); 3 internal error; 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+DESCRIPTION = """\
+Convert a GENet checkpoint between PyTorch (official, timm, BN-fused) and
+PaddlePaddle, safely (no code from the file is ever run), strictly (every
+tensor accounted for) and verified (both models compared on a fixed input).
+The source format, architecture and layout are read from the file's content;
+the destination format comes from DST's extension: .pdparams (Paddle layout),
+.pth/.pt (official layout, loadable by the official code with strict=True) or
+.safetensors. A folder as DST means DST/<source name>.pdparams.
+"""
+
+EPILOG = """\
+exit codes: 0 ok, 1 verification failed (nothing written), 2 bad input
+(nothing written), 3 internal error. See docs/convert.md.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="genet-convert", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", metavar="SRC", help="source checkpoint (.pth/.pt, .safetensors, .pdparams)")
+    p.add_argument("dst", metavar="DST", help="destination file (.pdparams, .pth/.pt, .safetensors) or folder")
+    p.add_argument("--arch", help="force the architecture (small|normal|large, GENet_large, gernet_l)")
+    p.add_argument("--layout", choices=["official", "timm", "paddle", "fused", "paddle_fused"],
+                   help="force the source layout")
+    p.add_argument("--to-layout", dest="to_layout", choices=["official", "timm", "paddle", "fused", "paddle_fused"],
+                   help="destination layout (default: paddle for .pdparams, official for .pth/.safetensors)")
+    p.add_argument("--fuse-bn", action="store_true",
+                   help="fold every BatchNorm into its conv (inference only), verified against the unfolded model")
+    p.add_argument("--keep-dtype", action="store_true",
+                   help="keep float16/bfloat16 weights as they are (default: write float32)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip reading the output back and comparing both models")
+    p.add_argument("--force", action="store_true", help="replace an existing destination (atomically)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="DANGEROUS: load a .pth that safe loading refuses with full pickle, which runs any code "
+                        "the file contains. Only for files whose origin you trust completely.")
+    p.add_argument("--batch-size", type=int, default=2, help="verification batch (default 2)")
+    p.add_argument("--threads", type=int, help="threads for both frameworks (default: all cores)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON result object on stdout instead of a table")
+    out.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    return p
+
+
+def _fmt_bytes(n) -> str:
+    return f"{n / 2**20:.1f} MiB" if n else "-"
+
+
+def summary_rows(result):
+    """(label, plain text) rows of the summary; verdicts carry a style."""
+    s, v = result["summary"], result["verification"]
+    rows = [("source", f"{result['src']}\nsha256 {result['src_sha256']}"),
+            ("destination", result["dst"] + ("" if result["status"] == "ok" else "  (not written)")),
+            ("tensors", f"{s['source_tensors']} read, {s['written_tensors']} written"),
+            ("renamed", str(s["renamed"])),
+            ("transposed", f"{s['transposed']}" + (" (fc_linear.weight: torch [out, in] <-> Paddle [in, out])"
+                                                   if s["transposed"] else ""))]
+    dropped = "; ".join(f"{n} x {reason}" for reason, n in s["drop_reasons"].items())
+    rows.append(("dropped", f"{s['dropped']}" + (f": {dropped}" if dropped else "")))
+    if s["recreated"]:
+        rows.append(("recreated", f"{s['recreated']}: {s['recreate_reason']}"))
+    if s["bn_folded"]:
+        rows.append(("BN folded", f"{s['bn_folded']} BatchNorms folded into their convs"))
+    rows.append(("bytes", f"{_fmt_bytes(s['bytes_in'])} in, {_fmt_bytes(s.get('bytes_out'))} out"))
+    rows.append(("time", f"{result['seconds']:.2f} s ("
+                 + ", ".join(f"{k} {x:.2f} s" for k, x in result["timings"].items()) + ")"))
+    if v is None:
+        rows.append(("verification", ("skipped (--no-verify)", "yellow")))
+    else:
+        rows.append(("verification", ("PASS" if v["passed"] else "FAIL", "green" if v["passed"] else "bold red")))
+        rows.append(("compared", f"{v['source_model']} vs {v['destination_model']}, {v['input']}"))
+        rows.append(("max abs diff", f"{v['max_abs_diff']:.3g} (allowed {v['tolerance_abs']:.3g} = 1e-4 x max "
+                                     f"|logit| {v['ref_max_abs']:.3g})"))
+        rows.append(("relative L2", f"{v['rel_l2']:.3g} (allowed {v['rel_l2_tolerance']:.0e})"))
+        rows.append(("top-1 agreement", f"{v['top1_agreement']:.0%}"))
+        rows.append(("read back", f"{v['tensors_read_back']} tensors bit-identical to those meant to be written"))
+    if result["provenance"] and result["status"] == "ok":
+        rows.append(("provenance", result["provenance"]))
+    rows += [("note", n) for n in result["notes"]]
+    return rows
+
+
+def render(result, console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=f"genet-convert: {result['arch']} {result['src_layout']} ({result['src_format']}) -> "
+                    f"{result['dst_layout']} ({result['dst_format']})", show_header=False)
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    for label, value in summary_rows(result):
+        t.add_row(label, Text(*value) if isinstance(value, tuple) else Text(value))
+    console.print(t)
+
+
+def _run(args, state) -> int:
+    from rich.console import Console
+
+    from .convert import convert
+    from .errors import VerificationError
+
+    err_console = Console(stderr=True)
+    console = Console()
+    show = not (args.json or args.quiet)
+    status = err_console.status("") if show and err_console.is_terminal else None
+    progress = (lambda msg: status.update(msg)) if status else None
+    kwargs = dict(arch=args.arch, src_layout=args.layout, dst_layout=args.to_layout, fuse_bn=args.fuse_bn,
+                  keep_dtype=args.keep_dtype, verify=args.verify, force=args.force,
+                  trust_pickle=args.trust_pickle, batch_size=args.batch_size, progress=progress)
+    try:
+        if status:
+            status.start()
+        try:
+            result = convert(args.src, args.dst, **kwargs).to_dict()
+        finally:
+            if status:
+                status.stop()
+    except VerificationError as e:
+        result = e.result.to_dict()
+        state["result"] = result
+        if args.json:
+            print(json.dumps(dict(result, exit_code=1, error=str(e))))
+            state["printed"] = True
+        elif show:
+            render(result, console)
+        raise
+    if args.json:
+        print(json.dumps(dict(result, exit_code=0)))
+    elif show:
+        render(result, console)
+    return 0
+
+
+def _interrupt(signum, frame):
+    # A plain `kill` unwinds like Ctrl-C, so the temporary output is removed.
+    raise KeyboardInterrupt
+
+
+def main(argv=None) -> int:
+    from parity.cli import run_guarded
+    from parity.runtime import configure_threads
+
+    args = build_parser().parse_args(argv)
+    configure_threads(args.threads)
+    signal.signal(signal.SIGTERM, _interrupt)
+    state = {}
+
+    def guarded(a):
+        try:
+            return _run(a, state)
+        except BaseException as e:
+            state["error"] = f"{type(e).__name__}: {e}" if not hasattr(e, "exit_code") else str(e)
+            raise
+
+    code = run_guarded(guarded, args)
+    if args.json and code != 0 and not state.get("printed"):
+        print(json.dumps({"status": "error", "exit_code": code, "error": state.get("error", "")}))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
