@@ -129,8 +129,9 @@ def _run(args, state) -> int:
             if status:
                 status.stop()
     except VerificationError as e:
+        if getattr(e, "result", None) is None:
+            raise
         result = e.result.to_dict()
-        state["result"] = result
         if args.json:
             print(json.dumps(dict(result, exit_code=1, error=str(e))))
             state["printed"] = True

@@ -210,9 +210,13 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
     with AtomicFile(dst) as out:
         t = time.perf_counter()
         say(f"writing {dst}")
-        _write(tensors, out.tmp, fmt, layout, bf16_keys,
-               {"format": "pt", "arch": f"GENet_{source.arch}", "layout": layout,
-                "source_sha256": source.sha256, "mapping_table": table_version})
+        try:
+            _write(tensors, out.tmp, fmt, layout, bf16_keys,
+                   {"format": "pt", "arch": f"GENet_{source.arch}", "layout": layout,
+                    "source_sha256": source.sha256, "mapping_table": table_version})
+        except OSError as e:  # full disk, permissions, quota
+            raise CheckpointError(dst, f"could not be written ({e.strerror or e}); nothing was written and any "
+                                       f"existing file is untouched") from None
         summary["bytes_out"] = os.path.getsize(out.tmp)
         timings["write"] = time.perf_counter() - t
         verification = None

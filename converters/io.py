@@ -222,6 +222,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         ("collections", "OrderedDict"),
         # Protocol-2 pickles spell array bytes as _codecs.encode(str, 'latin1').
         ("_codecs", "encode"),
+        # paddle.save stores each Tensor as tuple((name, array)).
+        ("builtins", "tuple"),
     }
 
     def find_class(self, module, name):
@@ -230,6 +232,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"blocked global {module}.{name}: a .pdparams file holds only "
                                      f"arrays and plain containers, so this entry would run code on load "
                                      f"and was refused (nothing from the file was executed)")
+
+
+def _paddle_entry(v):
+    """The array of a `paddle.save`d Tensor, stored as (tensor name, array)."""
+    if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], np.ndarray):
+        return v[1]
+    return v
 
 
 def read_pdparams(path: str) -> Dict[str, np.ndarray]:
@@ -242,8 +251,8 @@ def read_pdparams(path: str) -> Dict[str, np.ndarray]:
         raise CheckpointError(path, f"is not a safe .pdparams pickle of arrays: {e}") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(path, f"holds a {type(obj).__name__}, expected a dict of arrays")
-    obj = {k: v for k, v in obj.items() if k != "StructuredToParameterName@@"}
-    bad = [k for k, v in obj.items() if not isinstance(v, np.ndarray)]
+    obj = {k: _paddle_entry(v) for k, v in obj.items() if k != "StructuredToParameterName@@"}
+    bad = [f"{k} ({type(v).__name__})" for k, v in obj.items() if not isinstance(v, np.ndarray)]
     if bad:
         raise CheckpointError(path, f"entries are not arrays: {bad[:5]}")
     return dict(obj)

@@ -13,13 +13,14 @@ reported, not judged: inside these bounds a differing top-1 is a near tie.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
 import numpy as np
 
 from .checks import check_keys
-from .errors import CheckpointError
+from .errors import VerificationError
 from .io import _bf16_to_f32, f32_to_bf16_bits
 from .load import TORCH_STORAGE, LoadedWeights, expected, to_layout
 
@@ -101,7 +102,11 @@ def run_model(arch: str, layout: str, tensors: Mapping[str, np.ndarray], x: np.n
         import torch_ref
 
         model = torch_ref.build(arch, fused=fused)
-        model.load_state_dict({k: torch.tensor(_float32(np.asarray(v))) for k, v in tensors.items()}, strict=True)
+        with warnings.catch_warnings():
+            # Read-only (memory-mapped) arrays: load_state_dict only copies from them.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            state = {k: torch.from_numpy(_float32(np.asarray(v))) for k, v in tensors.items()}
+        model.load_state_dict(state, strict=True)
         with torch.no_grad():
             return model(torch.from_numpy(x)).numpy()
     paddle = import_paddle()
@@ -119,13 +124,13 @@ def run_model(arch: str, layout: str, tensors: Mapping[str, np.ndarray], x: np.n
 def check_read_back(written: Mapping[str, np.ndarray], read: LoadedWeights, bf16_keys=frozenset()) -> int:
     """Every tensor read back equals, bit for bit, the tensor meant to be written."""
     if list(read.tensors) != list(written):
-        raise CheckpointError(read.path, "read back with different keys than were written")
+        raise VerificationError(f"{read.path}: read back with different keys than were written")
     for k, v in written.items():
         want = _bf16_to_f32(f32_to_bf16_bits(v)).reshape(np.shape(v)) if k in bf16_keys else np.asarray(v)
         got = read.tensors[k]
         if got.shape != want.shape or got.dtype != want.dtype or not np.array_equal(got, want):
-            raise CheckpointError(read.path, f"{k}: read back differs from what was written "
-                                             f"({got.dtype}{got.shape} vs {want.dtype}{want.shape})")
+            raise VerificationError(f"{read.path}: {k} read back differs from what was written "
+                                    f"({got.dtype}{got.shape} vs {want.dtype}{want.shape}); nothing was written")
     return len(written)
 
 
