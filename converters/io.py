@@ -64,7 +64,8 @@ def sniff_format(path: str) -> str:
         return PDPARAMS
     if len(head) >= 9:
         (n,) = struct.unpack("<Q", head[:8])
-        if 2 <= n <= min(size - 8, _MAX_SAFETENSORS_HEADER) and head[8:9] == b"{":
+        # A plausible header length: a shorter file is a truncated safetensors, reported as such.
+        if 2 <= n <= _MAX_SAFETENSORS_HEADER and head[8:9] == b"{":
             return SAFETENSORS
     kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "binary data"
     raise CheckpointError(path, f"is not a checkpoint: it starts with {kind} {head[:12]!r}, not a PyTorch "
@@ -247,6 +248,10 @@ def read_pdparams(path: str) -> Dict[str, np.ndarray]:
             obj = _RestrictedUnpickler(f).load()
     except FileNotFoundError:
         raise CheckpointError(path, "no such file") from None
+    except (EOFError, pickle.UnpicklingError) as e:
+        if isinstance(e, EOFError) or "truncated" in str(e):
+            raise CheckpointError(path, f"is truncated or damaged: its pickle stream ends early ({e})") from None
+        raise CheckpointError(path, f"is not a safe .pdparams pickle of arrays: {e}") from None
     except Exception as e:
         raise CheckpointError(path, f"is not a safe .pdparams pickle of arrays: {e}") from None
     if not isinstance(obj, Mapping):

@@ -108,9 +108,9 @@ def identify_weights(shapes: Mapping[str, Tuple[int, ...]], path: str, arch: Opt
         anywhere = [(a, lay) for a in ARCH_NAMES for lay in ALL_LAYOUTS if _matches(shapes, a, lay)]
         if anywhere:
             a, lay = anywhere[0]
-            raise CheckpointError(path, f"is GENet_{a} in the {lay} layout, not "
-                                        f"{'GENet_' + archs[0] if arch else 'any GENet'}"
-                                        f"{' in the ' + layout + ' layout' if layout else ''} as asked; "
+            asked = (f"GENet_{archs[0]} in the {layout} layout" if arch and layout
+                     else f"GENet_{archs[0]}" if arch else f"a checkpoint in the {layout} layout")
+            raise CheckpointError(path, f"is GENet_{a} in the {lay} layout, not {asked} as asked; "
                                         f"drop or correct --arch/--layout")
     a, lay = _closest_candidate(shapes, archs, layouts)
     report = key_report(shapes, expected(a, lay), f"the {lay} layout of GENet_{a}")
