@@ -27,6 +27,13 @@ exit codes: 0 ok, 1 verification failed (nothing written), 2 bad input
 """
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genet-convert", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-pickle", action="store_true",
                    help="DANGEROUS: load a .pth that safe loading refuses with full pickle, which runs any code "
                         "the file contains. Only for files whose origin you trust completely.")
-    p.add_argument("--batch-size", type=int, default=2, help="verification batch (default 2)")
+    p.add_argument("--batch-size", type=_positive, default=1,
+                   help="images in the verification input (default 1: one full forward pass per model)")
     p.add_argument("--threads", type=int, help="threads for both frameworks (default: all cores)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON result object on stdout instead of a table")

@@ -175,7 +175,7 @@ def _write(tensors, path: str, fmt: str, layout: str, bf16_keys, metadata: dict)
 def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] = None,
             dst_layout: Optional[str] = None, fuse_bn: bool = False, keep_dtype: bool = False,
             verify: bool = True, force: bool = False, trust_pickle: bool = False, provenance: bool = True,
-            batch_size: int = 2, progress: Optional[Callable[[str], None]] = None) -> ConvertResult:
+            batch_size: int = 1, progress: Optional[Callable[[str], None]] = None) -> ConvertResult:
     """Convert the checkpoint `src` into `dst` (format by extension).
 
     Raises CheckpointError for bad input or paths (nothing written) and
@@ -226,6 +226,8 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
             t = time.perf_counter()
             say("verifying: reading the output back, running both models")
             read_back = load_weights(out.tmp, arch=source.arch, layout=layout)
+            timings["read_back"] = time.perf_counter() - t
+            t = time.perf_counter()
             verification = run_verification(source, tensors, read_back, bf16_keys, batch_size).to_dict()
             timings["verify"] = time.perf_counter() - t
         result = ConvertResult(

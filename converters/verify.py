@@ -2,7 +2,8 @@
 the destination model computes what the source model computes.
 
 Both models run in float32 on the fixed seeded input of `parity.seeded`
-(numpy seed 2021, batch 2, the arch's resolution). The conversion passes when
+(numpy seed 2021, the arch's resolution, batch 1 by default: one forward
+pass per model keeps verification cheap). The conversion passes when
 
     max |dst - src| <= LOGIT_RTOL * max |src|   and   rel L2 <= REL_L2_TOL
 
@@ -44,6 +45,7 @@ class Verification:
     input: str
     tensors_read_back: int
     seconds: float
+    timings: dict = None  # seconds per step: read-back check, source model, destination model
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,19 +103,25 @@ def run_model(arch: str, layout: str, tensors: Mapping[str, np.ndarray], x: np.n
 
         import torch_ref
 
-        model = torch_ref.build(arch, fused=fused)
+        # Built without memory or random init (meta device); the weights are
+        # then the arrays themselves (assign=True): nothing is initialised or copied.
+        with torch.device("meta"):
+            model = torch_ref.build(arch, fused=fused)
         with warnings.catch_warnings():
-            # Read-only (memory-mapped) arrays: load_state_dict only copies from them.
+            # Read-only (memory-mapped) arrays: the model only reads them (eval, no_grad).
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             state = {k: torch.from_numpy(_float32(np.asarray(v))) for k, v in tensors.items()}
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
         with torch.no_grad():
             return model(torch.from_numpy(x)).numpy()
     paddle = import_paddle()
 
     import paddle_genet
 
-    model = paddle_genet.build(arch, fused=fused)
+    # LazyGuard skips the random initialisation every parameter is about to
+    # be overwritten with (all of them: the keys were checked above).
+    with paddle.LazyGuard():
+        model = paddle_genet.build(arch, fused=fused)
     own = model.state_dict()
     for k, v in tensors.items():
         own[k].set_value(_float32(np.asarray(v)))
@@ -135,18 +143,24 @@ def check_read_back(written: Mapping[str, np.ndarray], read: LoadedWeights, bf16
 
 
 def verify(source: LoadedWeights, written: Mapping[str, np.ndarray], read_back: LoadedWeights,
-           bf16_keys=frozenset(), batch: int = 2) -> Verification:
+           bf16_keys=frozenset(), batch: int = 1) -> Verification:
     """Compare the source model (source tensors) with the destination model
     (tensors read back from the written file) on the seeded input."""
     from parity.compare import compare, top1_agreement
     from parity.seeded import INPUT_SEED, seeded_input
 
     start = time.perf_counter()
+    timings = {}
     n = check_read_back(written, read_back, bf16_keys)
+    timings["compare_tensors"] = time.perf_counter() - start
     src_layout, dst_layout = _model_layout(source.layout), _model_layout(read_back.layout)
     x = seeded_input(source.arch, batch)
+    t = time.perf_counter()
     ref = run_model(source.arch, src_layout, to_layout(source, src_layout), x)
+    timings["source_model"] = time.perf_counter() - t
+    t = time.perf_counter()
     out = run_model(read_back.arch, dst_layout, to_layout(read_back, dst_layout), x)
+    timings["destination_model"] = time.perf_counter() - t
     d = compare("logits", out, ref)
     tol = LOGIT_RTOL * d.ref_max_abs
     passed = bool(np.isfinite(out).all() and d.max_abs <= tol and d.rel_l2 <= REL_L2_TOL)
@@ -156,5 +170,5 @@ def verify(source: LoadedWeights, written: Mapping[str, np.ndarray], read_back: 
                         source_model=f"{framework_of(src_layout)} GENet_{source.arch} ({src_layout})",
                         destination_model=f"{framework_of(dst_layout)} GENet_{read_back.arch} ({dst_layout})",
                         input=f"seeded normal noise (numpy seed {INPUT_SEED}), batch {batch}, float32",
-                        tensors_read_back=n, seconds=time.perf_counter() - start)
+                        tensors_read_back=n, seconds=time.perf_counter() - start, timings=timings)
 
