@@ -16,6 +16,16 @@ import numpy as np
 REL_FLOOR_FRACTION = 1e-3
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    # einsum, not BLAS: right after torch/Paddle ran, OpenBLAS threads contend
+    # with their spinning OpenMP workers and a BLAS dot gets ~50x slower.
+    return float(np.einsum("i,i->", a.ravel(), b.ravel()))
+
+
+def _norm(x: np.ndarray) -> float:
+    return float(np.sqrt(_dot(x, x)))
+
+
 @dataclass
 class Diff:
     name: str
@@ -62,12 +72,12 @@ def compare(name: str, actual, expected, atol: Optional[float] = None, rtol: Opt
     ref_scale = float(np.max(np.abs(e))) if np.all(np.isfinite(e)) else float("inf")
     floor = max(ref_scale * REL_FLOOR_FRACTION, np.finfo(np.float32).tiny)
     rel = d / np.maximum(np.abs(e), floor)
-    norm_e = float(np.linalg.norm(e.ravel()))
-    norm_a = float(np.linalg.norm(a.ravel()))
-    diff_norm = float(np.linalg.norm(np.where(np.isfinite(d), a - e, np.inf).ravel()))
+    norm_e = _norm(e)
+    norm_a = _norm(a)
+    diff_norm = _norm(np.where(np.isfinite(d), a - e, np.inf))
     rel_l2 = diff_norm / norm_e if norm_e > 0 else (0.0 if diff_norm == 0 else float("inf"))
     if norm_a > 0 and norm_e > 0:
-        cosine = float(np.dot(a.ravel(), e.ravel()) / (norm_a * norm_e))
+        cosine = float(_dot(a, e) / (norm_a * norm_e))
     else:
         cosine = 1.0 if norm_a == norm_e else 0.0
     out = Diff(name=name, shape=tuple(a.shape), numel=int(a.size), max_abs=float(d.ravel()[flat]),

@@ -89,7 +89,7 @@ def _images(paths, arch):
 
     from converters.errors import CheckpointError
 
-    from .preprocess import preprocess
+    from .preprocessing import preprocess
 
     batch = []
     for path in paths:

@@ -1,0 +1,329 @@
+"""Layer diff acceptance: clean conversions pass everywhere; single injected
+faults are localised to exactly the corrupted layer; reports say so.
+
+References are independent of the code under test: the float64 torch model
+(inside the tool), the official code's block outputs in tests/data, and the
+position of the fault the test itself injected.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from converters.mapping import mapping_table
+from parity.layer_diff import LayerDiffResult, paddle_layer, run_layer_diff, torch_module
+from parity.report import to_html, to_json, to_markdown
+from parity.seeded import seeded_state
+
+from .conftest import DATA
+
+ARCHS = ("small", "normal", "large")
+
+
+def _paddle_state(arch):
+    return mapping_table(arch).convert(seeded_state(arch), "official", "paddle")
+
+
+def _param(arch, module, role):
+    """The mapping row of one tensor, found by its official module and role."""
+    return next(r for r in mapping_table(arch).rows if r.module == module and r.role == role)
+
+
+def _module_row(arch, kind, pick):
+    rows = [m for m in mapping_table(arch).modules if m.kind == kind]
+    return pick(rows)
+
+
+def _check_localised(result: LayerDiffResult, official_module: str):
+    assert not result.passed
+    first = result.first_divergent
+    assert first is not None and first.torch_name == official_module, result.failures
+    # Every layer before it is clean in isolation: the fault is named, not one downstream of it.
+    before = [r for r in result.layers if r.index < first.index]
+    assert before and all(r.isolated_pass and not r.hparam_mismatches for r in before)
+    assert result.coverage == 1.0
+    return first
+
+
+# ---------------------------------------------------------------- clean conversions
+
+@pytest.fixture(scope="module")
+def clean():
+    """One clean run per variant, shared by the tests below (the large one is the slowest step)."""
+    cache = {}
+
+    def get(arch):
+        if arch not in cache:
+            cache[arch] = run_layer_diff(arch, seeded_state(arch), batch_size=1 if arch == "large" else 2)
+        return cache[arch]
+    return get
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_layer_passes_on_converted_weights(clean, arch):
+    r = clean(arch)
+    table = mapping_table(arch)
+    assert r.passed, r.failures
+    assert r.first_divergent is None
+    assert len(r.layers) == r.total == len(table.modules)
+    assert [x.torch_name for x in r.layers] == [m.official for m in table.modules]
+    assert {x.kind for x in r.layers} == {"conv", "bn", "relu", "unit", "block", "pool", "fc"}
+    for x in r.layers:
+        # Paddle really is within rounding noise of torch, not merely "finite".
+        assert x.paddle_error_f64 <= x.tolerance and x.isolated_paddle_error_f64 <= x.isolated_tolerance
+        assert x.cosine > 0.99999 and x.isolated_max_abs <= x.isolated_tolerance + x.isolated_torch_error_f64
+    logits = r.layers[-1]
+    assert logits.torch_name == "fc_linear" and logits.shape[1] == 1000
+
+
+def test_float64_bar_is_rounding_noise_not_slack(clean):
+    """The tolerance is built from torch's own float32 error, which must be
+    of float32 rounding size: a bar that lets real errors through is a defect."""
+    r = clean("small")
+    for x in r.layers:
+        assert x.isolated_tolerance < 1e-4 * x.scale, (x.torch_name, x.isolated_tolerance, x.scale)
+        assert x.tolerance < 1e-4 * x.scale, (x.torch_name, x.tolerance, x.scale)
+    # ReLU is exact in both frameworks: the bar there is only the ulp floor.
+    relu = [x for x in r.layers if x.kind == "relu"]
+    assert relu and all(x.isolated_torch_error_f64 == 0 and x.isolated_paddle_error_f64 == 0 for x in relu)
+
+
+def test_reference_column_matches_official_block_outputs():
+    """Third column: the official code's outputs of every top-level module of
+    the small model (seeded weights, seeded input) against both frameworks."""
+    path = os.path.join(DATA, "official_reference", "small_block_outputs.npz")
+    r = run_layer_diff("small", seeded_state("small"), reference=path)
+    with np.load(path) as ref:
+        names = set(ref.files)
+    got = {x.torch_name: x for x in r.layers if x.reference_max_abs is not None}
+    rows = {m.official for m in mapping_table("small").modules}
+    # A NetBlock wrapper's output is its `.netblock` layer's output.
+    expected = {n if n in rows else n + ".netblock" for n in names}
+    assert expected <= rows
+    assert set(got) == expected
+    for x in got.values():
+        scale = max(abs(x.worst_torch), 1.0)
+        assert x.reference_max_abs < 1e-4 * scale and x.torch_reference_max_abs < 1e-4 * scale, x.torch_name
+    assert r.passed
+
+
+def test_reference_with_unknown_module_is_an_error(tmp_path):
+    bad = tmp_path / "ref.npz"
+    np.savez(bad, **{"module_list.99": np.zeros(1, np.float32)})
+    with pytest.raises(ValueError, match=r"module_list\.99"):
+        run_layer_diff("small", seeded_state("small"), reference=str(bad))
+
+
+# ---------------------------------------------------------------- fault injection
+
+def test_fault_bn_mean_channels_swapped_deep_in_stage_4():
+    """Two channels of the running mean of the last BN of the last unit of the
+    4th super block swapped in the Paddle weights."""
+    arch = "small"
+    block = mapping_table(arch).arch.super_blocks[3]
+    bn = _module_row(arch, "bn", lambda rows: [m for m in rows if m.node.site.stage == 3][-1])
+    assert bn.node.site.unit == len(block.units) - 1
+    key = _param(arch, bn.official, "mean").paddle
+    state = _paddle_state(arch)
+    mean = state[key].copy()
+    assert mean[3] != mean[7]
+    mean[[3, 7]] = mean[[7, 3]]
+    state[key] = mean
+    r = run_layer_diff(arch, seeded_state(arch), state)
+    first = _check_localised(r, bn.official)
+    assert first.kind == "bn" and not first.isolated_pass
+    # The corrupted channels are where the worst element is.
+    assert first.isolated_worst_index[1] in (3, 7)
+    # The error is inherited downstream: later layers fail accumulated but not isolated.
+    later = [x for x in r.layers if x.index > first.index and x.kind in ("conv", "bn")]
+    assert later and all(x.isolated_pass for x in later)
+    assert not r.layers[-1].accumulated_pass
+
+
+def test_fault_fc_weight_reshaped_instead_of_transposed():
+    """The classic converter bug behind "transpose the fc weight": torch's
+    [out, in] weight reshaped to Paddle's [in, out] instead of transposed.
+    (A plain un-transposed weight cannot even be loaded: its shape is wrong
+    and the loader names the key; see test_untransposed_fc_is_refused.)"""
+    arch = "small"
+    key = _param(arch, "fc_linear", "weight")
+    w = seeded_state(arch)[key.official]
+    state = _paddle_state(arch)
+    state[key.paddle] = np.ascontiguousarray(w.reshape(key.paddle_shape))
+    r = run_layer_diff(arch, seeded_state(arch), state)
+    first = _check_localised(r, "fc_linear")
+    assert first.paddle_name == "fc_linear" and first.kind == "fc"
+    assert all(x.passed for x in r.layers[:-1])
+
+
+def test_untransposed_fc_is_refused():
+    from converters.errors import CheckpointError
+
+    arch = "small"
+    key = _param(arch, "fc_linear", "weight")
+    state = _paddle_state(arch)
+    state[key.paddle] = seeded_state(arch)[key.official]  # [out, in] left as is
+    with pytest.raises(CheckpointError, match=re.escape("fc_linear.weight")):
+        run_layer_diff(arch, seeded_state(arch), state)
+
+
+def test_fault_zeroed_conv():
+    """The 3x3 conv of the second unit of the K1KXK1 super block zeroed."""
+    arch = "small"
+    conv = _module_row(arch, "conv", lambda rows: [m for m in rows if m.node.site.stage == 2
+                                                    and m.node.site.unit == 1 and m.node.kernel_size == 3][0])
+    key = _param(arch, conv.official, "weight").paddle
+    state = _paddle_state(arch)
+    state[key] = np.zeros_like(state[key])
+    r = run_layer_diff(arch, seeded_state(arch), state)
+    first = _check_localised(r, conv.official)
+    assert first.isolated_worst_paddle == 0.0 and first.isolated_cosine == 0.0
+
+
+def test_hyperparameter_mismatch_is_reported(monkeypatch):
+    """A Paddle model built with a different BN epsilon (and momentum
+    convention) on one layer: named as a hyper-parameter mismatch."""
+    import paddle_genet
+
+    arch = "small"
+    bn = _module_row(arch, "bn", lambda rows: rows[5])
+    build = paddle_genet.build
+
+    def bad_build(a, *args, **kw):
+        model = build(a, *args, **kw)
+        layer = paddle_layer(model, bn.paddle)
+        layer._epsilon = 1e-3
+        layer._momentum = 0.1  # torch's number used as is: the convention error
+        return model
+    monkeypatch.setattr(paddle_genet, "build", bad_build)
+    r = run_layer_diff(arch, seeded_state(arch))
+    first = _check_localised(r, bn.official)
+    text = "; ".join(first.hparam_mismatches)
+    assert "eps: torch 1e-05, Paddle 0.001" in text and "momentum (torch convention): torch 0.1, Paddle 0.9" in text
+    assert r.to_dict()["first_divergent"]["reason"] == "hyper-parameters"
+
+
+def test_mistyped_paths_raise():
+    import paddle_genet
+    import torch_ref
+
+    t, p = torch_ref.build("small"), paddle_genet.build("small")
+    assert torch_module(t, "module_list.3.conv_list.0.0") is t.module_list[3].conv_list[0][0]
+    assert paddle_layer(p, "module_list.3.conv_list.0.0") is p.module_list[3].conv_list[0][0]
+    with pytest.raises(LookupError, match="conv_lst"):
+        paddle_layer(p, "module_list.3.conv_lst.0.0")
+    with pytest.raises(LookupError, match="conv_lst"):
+        torch_module(t, "module_list.3.conv_lst.0.0")
+    # A parameter or plain attribute is not a layer.
+    with pytest.raises(LookupError):
+        paddle_layer(p, "fc_linear.weight")
+
+
+def test_incomplete_coverage_fails():
+    r = LayerDiffResult(arch="small", dtype="float32", device="cpu", emulated=False, tolerance={}, layers=[],
+                        total=137, missing=[], input_info={}, weights_info={}, environment={}, seconds=0.0)
+    assert not r.passed and "no layer was compared" in r.failures
+
+
+# ---------------------------------------------------------------- precision and tolerance modes
+
+def test_emulated_float16_is_labelled_and_passes():
+    r = run_layer_diff("small", seeded_state("small"), dtype="float16")
+    d = r.to_dict()
+    assert r.passed, r.failures
+    assert d["emulated"] is True and "EMULATED" in d["precision_note"]
+    assert "EMULATED" in to_html(d) and "EMULATED" in to_markdown(d)
+    # Every layer output really was rounded to float16 on both sides.
+    assert d["tolerance"]["eps"] == float(np.finfo(np.float16).eps)
+
+
+def test_absolute_overrides_skip_float64_and_judge_elements():
+    arch = "small"
+    ok = run_layer_diff(arch, seeded_state(arch), atol=1e-4, rtol=1e-4)
+    assert ok.passed and ok.layers[0].torch_error_f64 is None
+    assert ok.to_dict()["tolerance"]["mode"] == "absolute"
+    tight = run_layer_diff(arch, seeded_state(arch), atol=0.0, rtol=0.0)
+    assert not tight.passed  # float32 kernels of two frameworks are not bit-identical everywhere
+    with pytest.raises(ValueError, match="together"):
+        run_layer_diff(arch, seeded_state(arch), atol=1e-4)
+
+
+# ---------------------------------------------------------------- reports
+
+@pytest.fixture(scope="module")
+def fault_report():
+    arch = "small"
+    conv = next(m for m in mapping_table(arch).modules if m.kind == "conv" and m.node.site.stage == 1)
+    key = _param(arch, conv.official, "weight").paddle
+    state = _paddle_state(arch)
+    state[key] = np.zeros_like(state[key])
+    return conv, run_layer_diff(arch, seeded_state(arch), state).to_dict()
+
+
+def test_json_report_schema_and_content(fault_report, tmp_path):
+    conv, d = fault_report
+    path = tmp_path / "r.json"
+    from parity.report import write_atomic
+
+    write_atomic(str(path), to_json(d))
+    j = json.loads(path.read_text())
+    assert j["schema"] == "genet-parity/layers" and j["schema_version"] == 1
+    assert j["pass"] is False
+    assert j["first_divergent"]["torch_name"] == conv.official
+    assert j["first_divergent"]["paddle_name"] == conv.paddle
+    assert j["coverage"] == {"compared": 137, "total": 137, "fraction": 1.0, "missing": []}
+    for key in ("torch", "paddle", "numpy", "device", "dtype", "threads", "tf32", "cudnn"):
+        assert key in j["environment"]
+    layer = next(x for x in j["layers"] if x["torch_name"] == conv.official)
+    for key in ("torch_name", "paddle_name", "max_abs", "mean_abs", "max_rel", "rel_l2", "cosine",
+                "isolated_max_abs", "pass", "amplification", "frac_outside"):
+        assert key in layer
+    assert layer["pass"] is False and layer["isolated_pass"] is False and layer["frac_outside"] > 0.5
+    assert sum(1 for x in j["layers"] if not x["isolated_pass"]) >= 1
+    assert [x["torch_name"] for x in j["layers"]] == [m.official for m in mapping_table("small").modules]
+
+
+def test_html_report_is_self_contained_and_marks_the_divergent_layer(fault_report):
+    conv, d = fault_report
+    page = to_html(d)
+    assert page.startswith("<!DOCTYPE html>") and "FAIL" in page
+    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert 'id="divergent-marker"' in page and f"first divergent: {conv.official}" in page
+    assert page.count('class="divergent"') == 1
+    divergent_row = re.search(r'<tr class="divergent"[^>]*>(.*?)</tr>', page).group(1)
+    assert conv.official in divergent_row
+    # Both series are plotted, one point per layer.
+    for name in ("accumulated", "isolated"):
+        pts = re.search(rf'class="series-{name}"[^>]*points="([^"]*)"', page).group(1).split()
+        assert len(pts) == len(d["layers"])
+    assert page.count("<tr") == len(d["layers"]) + 1
+
+
+def test_markdown_report_lists_the_failing_layer(fault_report):
+    conv, d = fault_report
+    md = to_markdown(d)
+    assert "**FAIL**" in md and f"first divergent: {conv.official}" in md
+    failing = md.split("Failing layers:")[1].split("<details>")[0]
+    assert conv.official in failing
+
+
+def test_float64_depthwise_shortcut_equals_torch_kernel():
+    """The float64 reference computes depthwise convs by shifted sums (speed);
+    it must equal torch's own float64 kernel."""
+    import torch
+
+    from parity.layer_diff import _fast_float64
+
+    for stride in (1, 2):
+        conv = torch.nn.Conv2d(12, 12, 3, stride=stride, padding=1, groups=12, bias=stride == 1).double()
+        x = torch.randn(2, 12, 9, 10, dtype=torch.float64)
+        with torch.no_grad():
+            expected = conv(x)
+            _fast_float64(conv)
+            got = conv(x)
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, rtol=1e-13, atol=1e-13)
