@@ -21,12 +21,17 @@ def provenance_path(dst: str) -> str:
 
 
 def tool_version() -> str:
+    return _installed("genet-parity")
+
+
+def _installed(dist: str) -> str:
+    """A package's version without importing it (Paddle's import is slow)."""
     try:
         from importlib.metadata import version
 
-        return version("genet-parity")
-    except Exception:  # running from a source tree that was never installed
-        return "unknown"
+        return version(dist)
+    except Exception:
+        return "not installed"
 
 
 def tensor_sha256(v: np.ndarray, bf16: bool = False) -> str:
@@ -43,7 +48,8 @@ def record(*, source, dst: str, dst_format: str, dst_layout: str, tensors: Mappi
     return {
         "provenance_format": PROVENANCE_FORMAT,
         "tool": "genet-convert", "tool_version": tool_version(),
-        "versions": {"python": platform.python_version(), "numpy": numpy.__version__, "torch": torch.__version__},
+        "versions": {"python": platform.python_version(), "numpy": numpy.__version__, "torch": torch.__version__,
+                     "paddlepaddle": _installed("paddlepaddle")},
         "arch": f"GENet_{source.arch}",
         "source": {"path": os.path.abspath(source.path), "sha256": source.sha256, "format": source.format,
                    "layout": source.layout, "bytes": source.size_bytes, "notes": source.notes},

@@ -255,3 +255,25 @@ def test_cli_internal_error_exit_3(tmp_path, monkeypatch, src, capsys):
     monkeypatch.setattr(convert_module, "to_layout", broken)
     assert main([src, str(tmp_path / "x.pdparams")]) == 3
     assert "Internal error: RuntimeError: a bug of ours" in capsys.readouterr().err
+
+
+def test_killed_process_leaves_nothing(tmp_path):
+    """A real `kill` (SIGTERM) while the output is being written or verified."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = write_source(tmp_path, "large", "official", "pth", "GENet_large.pth")
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "converters.cli", src, str(out / "x.pdparams"), "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not any(name.endswith(".tmp") for name in os.listdir(out)):
+        assert proc.poll() is None and time.time() < deadline, "converter ended before its output was started"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Interrupted." in err
+    assert _listing(out) == []
