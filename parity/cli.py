@@ -14,6 +14,9 @@ import traceback
 COMMANDS = {
     "demo": "parity.demo",
     "layers": "parity.layers_cmd",
+    "eval": "parity.eval_cmd",
+    "merge": "parity.merge_cmd",
+    "certify": "parity.certify_cmd",
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3

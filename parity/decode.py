@@ -8,11 +8,15 @@ shipping uint8 crops (196 KB) nearly doubles the rate. So workers run only
 Memory stays bounded: at most `prefetch` batches are in flight beyond the one
 the model is working on, and workers are started with 'spawn' so they never
 inherit a forked copy of a loaded model or of torch/Paddle thread pools.
+A ProcessPoolExecutor, not a Pool: a worker that dies makes it raise instead
+of waiting forever for a result.
 """
 from __future__ import annotations
 
 import collections
 import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Sequence, Tuple
 
@@ -60,13 +64,12 @@ class Decoder:
 
     def __enter__(self):
         if self.workers > 0:
-            self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
         return self
 
     def __exit__(self, *exc):
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def _submit(self, chunk: Sequence):
@@ -76,12 +79,16 @@ class Decoder:
         # Split a batch across the workers so all of them decode it at once.
         step = -(-len(paths) // self.workers)
         parts = [paths[i:i + step] for i in range(0, len(paths), step)]
-        return [self._pool.apply_async(_decode_chunk, ((self.arch, p),)) for p in parts]
+        return [self._pool.submit(_decode_chunk, (self.arch, p)) for p in parts]
 
     @staticmethod
     def _collect(pending) -> list:
-        if isinstance(pending, list) and pending and hasattr(pending[0], "get"):
-            return [r for part in pending for r in part.get()]
+        if pending and hasattr(pending[0], "result"):
+            try:
+                return [r for part in pending for r in part.result()]
+            except BrokenProcessPool as e:
+                raise RuntimeError(f"a decoding worker process died ({e}); rerun with --workers 0 to decode in "
+                                   f"this process") from None
         return pending
 
     def batches(self, samples: Sequence) -> Iterator[Batch]:

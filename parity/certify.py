@@ -1,0 +1,329 @@
+"""The reproduction certificate: every check the project can run on one
+checkpoint, each with its threshold, measured value and verdict.
+
+Steps, in order: hash the inputs; convert the weights to Paddle with
+verification (or check a given .pdparams against that conversion); the layer
+diff on real evaluation images; the evaluation of both frameworks in float32
+(and float16 on a GPU); the latency benchmark. A step that cannot run says
+so ("NOT RUN", with the reason): nothing is ever reported as passed that was
+not measured. `certificate.py` renders the result as JSON and HTML.
+
+Verdict: FAIL if any check fails; INCOMPLETE if a required check did not run
+or does not apply to these inputs (e.g. a subset of ImageNet cannot be held
+to the published top-1); PASS otherwise. Checks that only exist on a GPU are
+SKIPPED on a CPU and do not block. A demo certificate (seeded weights,
+bundled photos, synthetic labels) is always labelled DEMO.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, List, Optional
+
+import numpy as np
+
+from genet_arch import CARDS, canonical_arch
+
+SCHEMA = "genet-parity/certificate"
+SCHEMA_VERSION = 1
+IMAGENET_VAL_SIZE = 50_000
+PASS, FAIL, NOT_RUN, NOT_APPLICABLE, SKIPPED, INFO = "PASS", "FAIL", "NOT RUN", "N/A", "SKIPPED", "INFO"
+
+
+@dataclass
+class Thresholds:
+    torch_top1_points: float = 0.1  # |torch top-1 - published| on the full 50,000-image val
+    paddle_top1_points: float = 0.05  # |Paddle top-1 - torch top-1| on the same inputs
+    min_agreement_pct: float = 99.9  # top-1 prediction agreement, float32
+    pdparams_max_abs: float = 0.0  # a given .pdparams vs the conversion of --weights (a copy: exact)
+
+
+@dataclass
+class Check:
+    id: str
+    title: str
+    status: str
+    threshold: str
+    measured: str
+    reason: str = ""
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class CertifyOptions:
+    arch: Optional[str]
+    weights: Optional[str]
+    data: str
+    list_file: Optional[str]
+    out_prefix: str
+    pdparams: Optional[str] = None
+    demo: bool = False
+    demo_note: str = ""
+    limit: Optional[int] = None
+    batch_size: int = 32
+    workers: int = 0
+    device: str = "cpu"
+    skip_bad: bool = False
+    resume: bool = False
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    layer_diff_images: int = 2
+    bench: bool = True
+    bench_options: dict = field(default_factory=dict)
+
+
+def _file_record(role: str, path: str) -> dict:
+    from .evaluate import sha256_file
+
+    return {"role": role, "path": os.path.abspath(path), "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
+
+
+def environment(device: str) -> dict:
+    import PIL
+
+    from .layer_diff import environment as framework_environment
+
+    env = framework_environment("gpu" if device != "cpu" else "cpu", "float32")
+    env.update(pillow=PIL.__version__, machine=platform.machine(), cpu_count=os.cpu_count(),
+               processor=_cpu_name())
+    return env
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def verdict(checks: List[Check], demo: bool) -> str:
+    statuses = [c.status for c in checks]
+    if FAIL in statuses:
+        v = FAIL
+    elif NOT_RUN in statuses or NOT_APPLICABLE in statuses:
+        v = "INCOMPLETE"
+    else:
+        v = PASS
+    return f"DEMO ({v}; not a reproduction certificate)" if demo else v
+
+
+# ---------------------------------------------------------------- steps
+def conversion_step(opts: CertifyOptions, arch: str, say) -> tuple:
+    """Convert --weights to a .pdparams beside the certificate (verified by
+    the converter), or hold a given --pdparams to that conversion."""
+    from converters import load_weights, to_layout
+    from converters.convert import convert
+    from converters.errors import VerificationError
+
+    dst = f"{opts.out_prefix}.pdparams"
+    say(f"converting {opts.weights} -> {dst} (with verification)")
+    try:
+        result = convert(opts.weights, dst, arch=arch, force=True, provenance=False, progress=None).to_dict()
+        failure = None
+    except VerificationError as e:
+        result, failure = e.result.to_dict(), str(e)
+    v = result.get("verification") or {}
+    checks = [Check(
+        "conversion", "Conversion to Paddle, verified by the converter (logits of both models on a seeded input)",
+        PASS if result["status"] == "ok" else FAIL,
+        f"max |logit diff| <= {v.get('tolerance_abs', float('nan')):.3g}, relative L2 <= "
+        f"{v.get('rel_l2_tolerance', float('nan')):.3g}",
+        f"max |logit diff| {v.get('max_abs_diff', float('nan')):.3g}, relative L2 {v.get('rel_l2', float('nan')):.3g}",
+        reason=failure or "", details=result)]
+    paddle_path = dst if failure is None else None
+    if opts.pdparams:
+        given = to_layout(load_weights(opts.pdparams, arch=arch, layout="paddle"), "paddle")
+        ours = to_layout(load_weights(opts.weights, arch=arch), "paddle")
+        worst, worst_key = 0.0, None
+        for k, want in ours.items():
+            if want.dtype.kind != "f":
+                continue
+            d = float(np.max(np.abs(given[k].astype(np.float64) - want.astype(np.float64)))) if want.size else 0.0
+            if d > worst or worst_key is None:
+                worst, worst_key = d, k
+        ok = worst <= opts.thresholds.pdparams_max_abs
+        checks.append(Check(
+            "pdparams_matches", "The given .pdparams holds the converted weights",
+            PASS if ok else FAIL, f"max |tensor diff| <= {opts.thresholds.pdparams_max_abs:g}",
+            f"max |tensor diff| {worst:.3g} (at {worst_key})", details={"pdparams": os.path.abspath(opts.pdparams)}))
+        paddle_path = opts.pdparams  # the file the user holds is the one evaluated
+    return checks, paddle_path
+
+
+def layer_diff_step(arch, official, paddle_state, inputs, input_info, device, say) -> Check:
+    from .layer_diff import run_layer_diff
+
+    say("layer diff: every mapped module, torch vs Paddle, on real evaluation images")
+    result = run_layer_diff(arch, official, paddle_state, inputs=inputs, device="gpu" if device != "cpu" else "cpu",
+                            input_info=input_info)
+    d = result.to_dict()
+    first = d["first_divergent"]
+    worst = max((r["isolated_max_abs"] for r in d["layers"] if r.get("isolated_max_abs") is not None), default=None)
+    return Check(
+        "layer_diff", "Layer diff: every mapped module within tolerance (isolated and accumulated)",
+        PASS if result.passed else FAIL,
+        f"all {d['coverage']['total']} mapped modules compared, each within the float64-relative tolerance",
+        f"{d['coverage']['compared']}/{d['coverage']['total']} compared; first divergent: "
+        f"{first['torch_name'] if first else 'none'}"
+        + (f"; largest isolated error {worst:.3g}" if worst is not None else ""),
+        reason="; ".join(d["failures"][:5]), details=d)
+
+
+def evaluation_checks(summary: dict, opts: CertifyOptions, arch: str, precision: str) -> List[Check]:
+    t = opts.thresholds
+    card = CARDS[arch]
+    top1_t, top1_p = summary["top1"]["torch"], summary["top1"]["paddle"]
+    suffix = f" ({precision})"
+    checks = []
+    full = (not opts.demo and opts.limit is None and summary["dataset"]["n_images"] == IMAGENET_VAL_SIZE
+            and summary["complete"] and summary["n_bad"] == 0)
+    measured = f"torch top-1 {top1_t:.3f}% vs published {card.published_top1}%: {top1_t - card.published_top1:+.3f} points"
+    if opts.demo:
+        status, reason = SKIPPED, "demo: seeded weights and synthetic labels, no published figure applies"
+    elif not full:
+        status, reason = NOT_APPLICABLE, (
+            f"the published top-1 is for all {IMAGENET_VAL_SIZE:,} ImageNet-val images; this run evaluated "
+            f"{summary['n_evaluated']:,} of a {summary['dataset']['n_images']:,}-image list"
+            + (f" with {summary['n_bad']} undecodable" if summary["n_bad"] else ""))
+    else:
+        status, reason = (PASS if abs(top1_t - card.published_top1) <= t.torch_top1_points else FAIL), ""
+    checks.append(Check(f"torch_top1_vs_published_{precision}", "PyTorch top-1 matches the published figure" + suffix,
+                        status, f"|torch - {card.published_top1}| <= {t.torch_top1_points:g} points", measured,
+                        reason=reason))
+    gap = top1_p - top1_t
+    p = summary["paired"]
+    ci = p["top1_difference_ci_points"]
+    checks.append(Check(
+        f"paddle_top1_vs_torch_{precision}", "Paddle top-1 equals PyTorch top-1 on the same inputs" + suffix,
+        PASS if abs(gap) <= t.paddle_top1_points else FAIL,
+        f"|paddle - torch| <= {t.paddle_top1_points:g} points",
+        f"paddle {top1_p:.3f}% vs torch {top1_t:.3f}%: {gap:+.3f} points; McNemar exact p = "
+        f"{p['mcnemar_exact_p']:.3g}; 95% CI of torch - paddle [{ci[0]:+.3f}, {ci[1]:+.3f}]"))
+    agree = summary["agreement_top1"]
+    if precision == "float32":
+        checks.append(Check(
+            "agreement_float32", "Top-1 prediction agreement, image by image (float32)",
+            PASS if agree >= t.min_agreement_pct else FAIL, f">= {t.min_agreement_pct:g}%",
+            f"{agree:.3f}% ({summary['n_disagree']} of {summary['n_evaluated']} images differ)"))
+    else:
+        checks.append(Check(f"agreement_{precision}", f"Top-1 prediction agreement ({precision})", INFO,
+                            "none (reported)", f"{agree:.3f}% ({summary['n_disagree']} images differ)"))
+    return checks
+
+
+def latency_step(arch, opts: CertifyOptions, official, say) -> Check:
+    """parity.bench.measure_latency on the certified weights: every framework
+    in eager and best inference mode, plus the input pipeline's images/s.
+    Reported, not judged, except that each timed path's logits must match."""
+    try:
+        from .bench import measure_latency
+    except ImportError as e:
+        return Check("latency", "Latency (ms/image), both frameworks", NOT_RUN, "none (reported)", "-",
+                     reason=f"the benchmark (parity.bench.measure_latency) is not available: {e}")
+    say("latency benchmark")
+    options = {"pipeline_workers": (opts.workers,), "floor": False, **opts.bench_options}
+    data = measure_latency(arch, official_state=official, device=opts.device, progress=say, **options)
+    timed = [r for r in data["results"] if "skipped" not in r]
+    wrong = [r["label"] for r in timed if not r["check"]["pass"]]
+    parts = [f"{r['framework']} {r['mode']} {r['dtype']}{' BN-folded' if r['bn_folded'] else ''}: "
+             f"{r['ms_per_image']['median']:.3g} ms/image (p90 {r['ms_per_image']['p90']:.3g})" for r in timed]
+    parts += [f"{r['framework']} {r['mode']} {r['dtype']}: skipped ({r['skipped']})"
+              for r in data["results"] if "skipped" in r]
+    parts += [f"input pipeline, {p['workers']} worker(s): {p['images_per_s']:.3g} images/s"
+              for p in data.get("pipeline", [])]
+    return Check("latency", "Latency (ms/image, median after warm-up), eager and best inference mode",
+                 FAIL if wrong else INFO,
+                 "reported beside the published figure; each timed path's logits must match torch eager float32",
+                 f"{data['batch_note']}, {data['warmup']} warm-up + {data['iters']} timed iterations; "
+                 + "; ".join(parts),
+                 reason=f"logits differ from the reference for: {', '.join(wrong)}" if wrong else "", details=data)
+
+
+# ---------------------------------------------------------------- the run
+def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=None) -> dict:
+    from converters import load_weights, to_layout
+
+    from .data import open_dataset, select
+    from .decode import Decoder
+    from .evaluate import build_runners, evaluate, make_header, normalize_device
+
+    start = time.perf_counter()
+    device = normalize_device(opts.device)
+    opts.device = device
+    # Every input is checked (list parsed, files present, weights identified) before long work.
+    dataset = open_dataset(opts.data, opts.list_file)
+    source = load_weights(opts.weights, arch=opts.arch)
+    arch = canonical_arch(source.arch)
+    card = CARDS[arch]
+    os.makedirs(os.path.dirname(os.path.abspath(opts.out_prefix)), exist_ok=True)
+    inputs = [_file_record("weights", opts.weights)]
+    if opts.pdparams:
+        inputs.append(_file_record("pdparams", opts.pdparams))
+    if opts.list_file:
+        inputs.append(_file_record("list", opts.list_file))
+
+    checks, paddle_path = conversion_step(opts, arch, say)
+    official = to_layout(source, "official")
+    paddle_state = to_layout(load_weights(paddle_path, arch=arch, layout="paddle"), "paddle") if paddle_path else None
+    if paddle_path and paddle_path != opts.pdparams:
+        inputs.append({**_file_record("converted", paddle_path), "role": "converted pdparams (written here)"})
+    samples = select(dataset.samples, opts.limit)
+
+    evaluations = {}
+    if paddle_state is None:
+        reason = "the conversion failed, so there is no Paddle model to compare"
+        checks.append(Check("layer_diff", "Layer diff", NOT_RUN, "-", "-", reason=reason))
+        checks.append(Check("evaluation_float32", "Evaluation (float32)", NOT_RUN, "-", "-", reason=reason))
+    else:
+        n_ld = max(1, min(opts.layer_diff_images, len(samples)))
+        with Decoder(arch, dataset.abspath, workers=0, batch_size=n_ld) as dec:
+            first = next(dec.batches(samples[:n_ld]))
+        info = {"source": f"the first {len(first.samples)} evaluation images",
+                "paths": [s.path for s in first.samples]}
+        checks.append(layer_diff_step(arch, official, paddle_state, first.inputs, info, device, say))
+        precisions = ["float32"] + (["float16"] if device != "cpu" else [])
+        for precision in precisions:
+            say(f"evaluating both frameworks, {precision}, {len(samples)} images")
+            runners = build_runners(arch, ["torch", "paddle"], official, paddle_state, device, precision)
+            header = make_header(arch, precision, device, runners,
+                                 {"source": os.path.basename(opts.weights), "sha256": source.sha256,
+                                  "paddle": os.path.basename(paddle_path)}, dataset, opts.limit, None, len(samples))
+            summary = evaluate(runners, dataset, samples, header, f"{opts.out_prefix}.eval_{precision}.jsonl",
+                               resume=opts.resume, skip_bad=opts.skip_bad, batch_size=opts.batch_size,
+                               workers=opts.workers, on_batch=on_batch)
+            evaluations[precision] = summary
+            if summary["n_evaluated"] == 0:
+                checks.append(Check(f"evaluation_{precision}", f"Evaluation ({precision})", FAIL, "-", "0 images",
+                                    reason="no image could be evaluated"))
+                continue
+            checks.extend(evaluation_checks(summary, opts, arch, precision))
+        if device == "cpu":
+            checks.append(Check("evaluation_float16", "Evaluation in float16 (the official setting, GPU only)",
+                                SKIPPED, "-", "-", reason="no GPU: float16 evaluation runs on a GPU (--device gpu)"))
+    if opts.bench:
+        checks.append(latency_step(arch, opts, official, say))
+    else:
+        checks.append(Check("latency", "Latency (ms/image)", NOT_RUN, "-", "-", reason="disabled with --no-bench"))
+
+    return {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "verdict": verdict(checks, opts.demo), "demo": opts.demo, "demo_note": opts.demo_note,
+        "arch": f"GENet_{arch}",
+        "published": {"top1": card.published_top1, "timm_top1": card.timm_top1, "timm_top5": card.timm_top5,
+                      "latency_ms_per_image_v100_fp16_b64": card.published_latency_ms_v100_fp16_b64,
+                      "params": card.num_params, "macs_g": card.macs_g, "resolution": card.resolution},
+        "thresholds": asdict(opts.thresholds),
+        "inputs": inputs,
+        "dataset": {**dataset.describe(), "evaluated": len(samples), "limit": opts.limit},
+        "environment": environment(device),
+        "checks": [asdict(c) for c in checks],
+        "evaluation": evaluations,
+        "seconds": time.perf_counter() - start,
+    }
