@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+_configured: Optional[int] = None  # the count configure_threads() last set
+
 
 def default_threads() -> int:
     try:
@@ -19,7 +21,9 @@ def default_threads() -> int:
 
 def configure_threads(n: Optional[int] = None) -> int:
     """Use `n` threads (all available cores by default) in torch and Paddle."""
+    global _configured
     n = int(n or os.environ.get("GENET_THREADS") or default_threads())
+    _configured = n
     os.environ["OMP_NUM_THREADS"] = str(n)
     os.environ.setdefault("MKL_NUM_THREADS", str(n))
     import sys
@@ -30,4 +34,75 @@ def configure_threads(n: Optional[int] = None) -> int:
         import torch
 
         torch.set_num_threads(n)
+    if "paddle" in sys.modules:  # imported earlier: its runtime read the environment already
+        set_paddle_threads(n)
     return n
+
+
+# ---------------------------------------------------------------- Paddle's own thread pool
+# Paddle's CPU kernels run on the OpenMP runtime it ships (libiomp5), not on
+# torch's (libgomp). Its inference predictor calls SetNumThreads(1) at the end
+# of every run (so that a serving thread does not oversubscribe), which leaves
+# any later Paddle eager work in the process on ONE core without a word. The
+# helpers below set that count, read it back, and restore it after each run.
+
+
+def configured_threads() -> int:
+    """The count configure_threads() set (all cores if it was never called)."""
+    return _configured or default_threads()
+
+
+def _paddle_openmp():
+    """ctypes handle of the OpenMP runtime Paddle's kernels use, or None if
+    Paddle is not imported (or ships none that can be found)."""
+    import ctypes
+    import sys
+
+    if "paddle" not in sys.modules:
+        return None
+    candidates = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1] if line.strip() else ""
+            name = os.path.basename(path)
+            if name.startswith(("libiomp", "libgomp")) and path not in candidates:
+                candidates.append(path)
+    # The copy inside Paddle's package first; torch ships its own libgomp.
+    candidates.sort(key=lambda p: os.sep + "paddle" + os.sep not in p)
+    for path in candidates:
+        if os.sep + "torch" + os.sep in path:
+            continue
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+def paddle_threads() -> Optional[int]:
+    """omp_get_max_threads() of Paddle's OpenMP runtime (None if not loaded)."""
+    lib = _paddle_openmp()
+    return int(lib.omp_get_max_threads()) if lib is not None else None
+
+
+def set_paddle_threads(n: Optional[int] = None) -> int:
+    """Set Paddle's CPU thread count (default: the configured count)."""
+    n = int(n or configured_threads())
+    from paddle.base import core
+
+    core.set_num_threads(n)
+    return n
+
+
+def thread_report() -> dict:
+    """Thread counts as each framework sees them now (for JSON reports)."""
+    import sys
+
+    out = {"configured": configured_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        out["torch"] = torch.get_num_threads()
+        out["torch_interop"] = torch.get_num_interop_threads()
+    if "paddle" in sys.modules:
+        out["paddle"] = paddle_threads()
+    return out

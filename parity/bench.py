@@ -1,0 +1,370 @@
+"""Model latency, measured the way the GENet paper states it, done right.
+
+ms per image after warm-up, with the input already on the device, the device
+synchronised before each clock read, median/p90/p99 over many timed
+iterations, for each framework in eager mode and in its best inference mode
+(`parity.inference`), optionally with BN folded. Every timed path's logits
+are compared with the float32 eager torch model on the same input. The input
+pipeline's images/s is measured apart and reported beside, so a data-bound
+wall time is never mistaken for model latency. Nothing here is asserted in
+tests: tests check the bookkeeping with tiny iteration counts.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from genet_arch import CARDS, canonical_arch, get_arch
+
+from . import inference
+from .runtime import configure_threads, configured_threads, set_paddle_threads, thread_report
+
+FRAMEWORKS = ("torch", "paddle")
+MODES = ("eager", "best")
+DEFAULT_WARMUP = 20
+DEFAULT_ITERS = 100
+# The authors' convention is batch 64 on a GPU. On a CPU that would take tens
+# of minutes for GENet_large, so the CPU default is batch 1 (stated in the output).
+DEFAULT_BATCH = {"gpu": 64, "cpu": 1}
+
+
+# ---------------------------------------------------------------- statistics
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default rule)."""
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def summarize_times(seconds: Sequence[float], batch_size: int) -> dict:
+    """Per-batch and per-image statistics (ms) of timed iterations."""
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    batch = {"median": float(np.median(ms)), "p90": percentile(ms, 90), "p99": percentile(ms, 99),
+             "mean": float(ms.mean()), "min": float(ms.min()), "max": float(ms.max())}
+    return {"iters": int(ms.size), "batch_ms": batch,
+            "ms_per_image": {k: v / batch_size for k, v in batch.items()},
+            "images_per_s": batch_size * 1e3 / batch["median"]}
+
+
+def time_loop(step: Callable[[], None], sync: Callable[[], None], warmup: int, iters: int,
+              clock=time.perf_counter) -> List[float]:
+    """Seconds per iteration of `step` after `warmup` untimed ones; `sync`
+    waits for the device before every clock read."""
+    if warmup < 0 or iters < 1:
+        raise ValueError(f"need warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
+    for _ in range(warmup):
+        step()
+    sync()
+    out = []
+    for _ in range(iters):
+        t0 = clock()
+        step()
+        sync()
+        out.append(clock() - t0)
+    return out
+
+
+# ---------------------------------------------------------------- environment
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def default_device() -> str:
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def environment(device: str) -> dict:
+    import numpy
+    import paddle
+    import torch
+
+    env = {"device": device, "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+           # Other processes competing for the cores make every figure slower.
+           "load_average": [round(v, 2) for v in os.getloadavg()], "python": platform.python_version(),
+           "torch": torch.__version__, "paddle": paddle.__version__, "numpy": numpy.__version__,
+           "threads": thread_report(),
+           "precision_flags": {
+               "torch_float32_matmul_precision": torch.get_float32_matmul_precision(),
+               "torch_mkldnn": torch.backends.mkldnn.is_available(),
+               "cpu_native_bfloat16": inference.cpu_has_bf16()}}
+    if device != "cpu":
+        env["gpu"] = torch.cuda.get_device_name(int(device.split(":")[1]) if ":" in device else 0)
+        env["precision_flags"].update({
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "paddle_tensorrt": inference.tensorrt_available()})
+    return env
+
+
+# ---------------------------------------------------------------- compute floor
+def compute_floor(arch: str, device: str = "cpu", dtype: str = "float32", repeats: int = 5) -> dict:
+    """The model's FLOPs per image over the best conv/matmul rate this machine
+    reaches right now (torch and Paddle kernels, dense shapes that suit them
+    best): no implementation of GENet can beat this by much."""
+    import paddle
+    import torch
+
+    arch = canonical_arch(arch)
+    flops = 2.0 * CARDS[arch].macs_g * 1e9
+    dev = inference.torch_device(device)
+    tdt = inference.torch_dtype(dtype)
+    sync = torch.cuda.synchronize if dev != "cpu" else (lambda: None)
+    n = 2048 if dev == "cpu" else 8192
+    a = torch.randn(n, n, device=dev).to(tdt)
+    b = torch.randn(n, n, device=dev).to(tdt)
+    # A 3x3 conv shaped like GENet_large's widest 3x3 stage (192 ch at 32x32).
+    x = torch.randn(8, 192, 32, 32, device=dev).to(tdt).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(192, 192, 3, 3, device=dev).to(tdt).contiguous(memory_format=torch.channels_last)
+    probes = {f"torch matmul {n}x{n} {dtype}": (lambda: torch.mm(a, b), 2.0 * n ** 3),
+              f"torch conv3x3 192->192 @32x32 b8 {dtype}": (lambda: torch.nn.functional.conv2d(x, w, padding=1),
+                                                           2.0 * 8 * 192 * 192 * 9 * 32 * 32)}
+    if device == "cpu" and dtype == "float32":  # Paddle's own BLAS (its eager kernels have no CPU half types)
+        pa, pb = paddle.to_tensor(a.numpy()), paddle.to_tensor(b.numpy())
+        probes[f"paddle matmul {n}x{n} float32"] = (lambda: paddle.matmul(pa, pb), 2.0 * n ** 3)
+        set_paddle_threads()
+    rates = {}
+    with torch.inference_mode():
+        for name, (fn, work) in probes.items():
+            seconds = time_loop(fn, sync, warmup=2, iters=repeats)
+            rates[name] = work / min(seconds) / 1e9
+    best = max(rates, key=rates.get)
+    return {"flops_per_image": flops, "rates_gflops": rates, "best_probe": best, "best_gflops": rates[best],
+            "ms_per_image": flops / (rates[best] * 1e9) * 1e3, "dtype": dtype}
+
+
+# ---------------------------------------------------------------- input pipeline
+def pipeline_rate(arch: str, workers: int = 1, n_images: int = 64, batch_size: int = 16) -> dict:
+    """Decode + preprocess images/s of the evaluation pipeline (`parity.decode`)
+    on real photos (scikit-image's bundled files, repeated), pool start-up and
+    one batch of warm-up excluded. workers=0 decodes in this process."""
+    from .decode import Decoder
+    from .sample_images import bundled_photos
+
+    photos = bundled_photos()
+    paths = [photos[i % len(photos)] for i in range(n_images + batch_size)]
+    with Decoder(arch, lambda p: p, workers=workers, batch_size=batch_size) as dec:
+        it = dec.batches(paths)
+        next(it)  # warm-up: worker start and imports
+        t0 = time.perf_counter()
+        n = sum(len(b.samples) for b in it)
+        seconds = time.perf_counter() - t0
+    return {"workers": workers, "images": n, "seconds": seconds, "images_per_s": n / seconds,
+            "source": f"{len(photos)} photos bundled with scikit-image, repeated"}
+
+
+# ---------------------------------------------------------------- runners
+class _Path:
+    """One timed configuration: how to put the input on the device, run one
+    batch, synchronise, and fetch the logits."""
+
+    def __init__(self, step, sync, fetch, label, build_seconds=0.0, extra=None):
+        self.step, self.sync, self.fetch, self.label = step, sync, fetch, label
+        self.build_seconds, self.extra = build_seconds, extra or {}
+
+
+def _torch_path(arch, state, fused, mode, dtype, device, x_np) -> _Path:
+    import torch
+
+    start = time.perf_counter()
+    model = inference.torch_model(arch, state, fused=fused, device=device, dtype=dtype)
+    dev = inference.torch_device(device)
+    x = torch.from_numpy(x_np).to(device=dev, dtype=inference.torch_dtype(dtype))
+    sync = torch.cuda.synchronize if dev != "cpu" else (lambda: None)
+    out = {}
+    if mode == "eager":
+        def step():
+            with torch.inference_mode():
+                out["y"] = model(x)
+        label = f"torch {torch.__version__} eager"
+    else:
+        compiled = inference.TorchCompiled(model)
+        x = compiled.prepare(x)
+        compiled(x)  # compiles for this shape; counted in build time, not in the timing
+        sync()
+
+        def step():
+            out["y"] = compiled(x)
+        label = f"torch {torch.__version__} compile (Inductor, frozen weights, channels-last)"
+    return _Path(step, sync, lambda: out["y"].float().cpu().numpy(), label, time.perf_counter() - start)
+
+
+def _paddle_path(arch, state, fused, mode, dtype, device, x_np) -> _Path:
+    import paddle
+
+    start = time.perf_counter()
+    paddle.set_device(device)
+    model = inference.paddle_model(arch, state, fused=fused)
+    if mode == "eager":
+        if dtype != "float32":
+            raise _Unsupported(f"Paddle eager has no {dtype} CPU kernels" if device == "cpu"
+                               else "Paddle eager float16 is measured by the evaluation, not here")
+        x = paddle.to_tensor(x_np)
+        sync = (lambda: paddle.device.synchronize()) if device != "cpu" else (lambda: None)
+        out = {}
+
+        def step():
+            with paddle.no_grad():
+                out["y"] = model(x)
+        return _Path(step, sync, lambda: out["y"].numpy(), f"paddle {paddle.__version__} eager",
+                     time.perf_counter() - start)
+    try:
+        pred = inference.PaddlePredictor(model, arch, precision=dtype, device=device)
+    except ValueError as e:  # a precision this device cannot run: reported, not hidden
+        raise _Unsupported(str(e)) from None
+    pred.set_input(x_np)  # device-resident input: copied once, reused by every run
+    box = {}
+
+    def step():
+        pred.run()
+        # Fetching the logits (batch x 1000 float32) is how a predictor run is
+        # synchronised; it is part of every timed iteration.
+        box["y"] = pred.output()
+    return _Path(step, lambda: None, lambda: box["y"], f"paddle {paddle.__version__} {pred.label}",
+                 time.perf_counter() - start, {"startup_check": pred.startup_check, "_close": pred.close})
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _as_tuple(v, kind) -> tuple:
+    return (v,) if isinstance(v, kind) else tuple(v)
+
+
+def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = FRAMEWORKS,
+                    modes: Sequence[str] = MODES, batch_size: Optional[int] = None,
+                    warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS,
+                    dtype: Union[str, Sequence[str]] = "float32", fuse_bn: Union[bool, Sequence[bool]] = False,
+                    device: Optional[str] = None, floor: bool = True, pipeline_workers: Sequence[int] = (),
+                    threads: Optional[int] = None, progress: Optional[Callable[[str], None]] = None) -> dict:
+    """Latency of GENet `arch` for every framework x mode x dtype x folding.
+
+    official_state: official-layout weights (seeded when None).
+    batch_size: default 64 on a GPU, 1 on a CPU (`batch_note` says so).
+    dtype, fuse_bn: one value or a sequence (every combination is timed).
+    floor: also measure the compute floor for each dtype.
+    pipeline_workers: decode+preprocess images/s with these worker counts.
+    threads: for both frameworks (default: the configured count, all cores
+      unless told otherwise); set here, since `import paddle` may have left
+      Paddle on one.
+    Returns a JSON-ready dict: 'results' (one entry per configuration, with
+    'skipped' and a reason where a framework cannot run it), 'environment',
+    'compute_floor', 'pipeline'.
+    """
+    import paddle  # noqa: F401  (imported before the thread count is applied to it)
+    import torch
+
+    from .compare import compare, top1_agreement
+    from .seeded import seeded_input, seeded_state
+
+    configure_threads(threads or configured_threads())
+    arch = canonical_arch(arch)
+    device = device or default_device()
+    device = "gpu:0" if device == "gpu" else device.replace("cuda", "gpu")
+    kind = "cpu" if device == "cpu" else "gpu"
+    dtypes = tuple(inference.check_dtype(d) for d in _as_tuple(dtype, str))
+    folds = _as_tuple(fuse_bn, bool)
+    bad = [f for f in frameworks if f not in FRAMEWORKS] + [m for m in modes if m not in MODES]
+    if bad:
+        raise ValueError(f"unknown framework/mode {bad}; frameworks: {FRAMEWORKS}, modes: {MODES}")
+    batch = int(batch_size or DEFAULT_BATCH[kind])
+    say = progress or (lambda msg: None)
+    seeded = official_state is None
+    state = seeded_state(arch) if seeded else official_state
+    x = seeded_input(arch, batch)
+    env = environment(device)  # before timing: the load average says how busy the cores were
+
+    # The reference: float32 eager torch, unfolded, on the same input.
+    ref_model = inference.torch_model(arch, state, device=device)
+    with torch.inference_mode():
+        reference = ref_model(torch.from_numpy(x).to(inference.torch_device(device))).float().cpu().numpy()
+    del ref_model
+
+    results = []
+    for fused in folds:
+        states = inference.layout_states(arch, state, fused)
+        for fw in frameworks:
+            for mode in modes:
+                for dt in dtypes:
+                    entry = {"framework": fw, "mode": mode, "dtype": dt, "bn_folded": fused, "batch_size": batch,
+                             "warmup": warmup}
+                    say(f"GENet_{arch} {fw} {mode} {dt}{' BN-folded' if fused else ''}, batch {batch}")
+                    try:
+                        make = _torch_path if fw == "torch" else _paddle_path
+                        path = make(arch, states[0] if fw == "torch" else states[1], fused, mode, dt, device, x)
+                    except _Unsupported as e:
+                        entry["skipped"] = str(e)
+                        results.append(entry)
+                        continue
+                    try:
+                        seconds = time_loop(path.step, path.sync, warmup, iters)
+                        logits = path.fetch()
+                    finally:
+                        close = path.extra.pop("_close", None)
+                        if close:
+                            close()
+                    d = compare(f"{path.label} logits", logits, reference)
+                    tol = inference.REL_L2_TOLERANCE[dt]
+                    entry.update({"label": path.label, "build_seconds": path.build_seconds,
+                                  **summarize_times(seconds, batch), **path.extra,
+                                  "check": {"reference": "torch eager float32, BN unfolded, same input",
+                                            "rel_l2": d.rel_l2, "max_abs": d.max_abs, "cosine": d.cosine,
+                                            "top1_agreement": top1_agreement(logits, reference),
+                                            "tolerance_rel_l2": tol,
+                                            "pass": bool(np.isfinite(logits).all() and d.rel_l2 <= tol)},
+                                  "threads_after": thread_report()})
+                    results.append(entry)
+                    del path
+    out = {"arch": f"GENet_{arch}", "device": device, "batch_size": batch,
+           "batch_note": (f"batch {batch}" + (" (the CPU default; the authors' convention, batch 64, is the GPU "
+                                               "default)" if kind == "cpu" and batch_size is None else "")),
+           "weights": "seeded (numpy seed 2020, not trained)" if seeded else "given",
+           "input": "seeded noise, resident on the device before timing",
+           "warmup": warmup, "iters": iters, "results": results,
+           "environment": {**env, "threads_end": thread_report(),
+                           "load_average_end": [round(v, 2) for v in os.getloadavg()]}}
+    if floor:
+        say("compute floor: best conv/matmul rate")
+        out["compute_floor"] = {dt: compute_floor(arch, device, dt) for dt in dtypes
+                                if not (kind == "cpu" and dt == "float16")}
+    if pipeline_workers:
+        say("input pipeline: decode + preprocess")
+        out["pipeline"] = [pipeline_rate(arch, w) for w in pipeline_workers]
+    return out
+
+
+def ratio_table(result: dict, baseline=("torch", "eager", "float32", False)) -> List[dict]:
+    """Rows for a printed table: each configuration's median ms/img and its
+    ratio to `baseline` (framework, mode, dtype, bn_folded) and to the floor."""
+    entries = result["results"]
+    base = next((e for e in entries if "skipped" not in e and
+                 (e["framework"], e["mode"], e["dtype"], e["bn_folded"]) == baseline), None)
+    rows = []
+    for e in entries:
+        row = {k: e[k] for k in ("framework", "mode", "dtype", "bn_folded")}
+        if "skipped" in e:
+            row["skipped"] = e["skipped"]
+        else:
+            ms = e["ms_per_image"]["median"]
+            floor = result.get("compute_floor", {}).get(e["dtype"])
+            row.update({"label": e["label"], "median": ms, "p90": e["ms_per_image"]["p90"],
+                        "p99": e["ms_per_image"]["p99"], "images_per_s": e["images_per_s"],
+                        "vs_baseline": ms / base["ms_per_image"]["median"] if base else None,
+                        "vs_floor": ms / floor["ms_per_image"] if floor else None,
+                        "check_pass": e["check"]["pass"], "rel_l2": e["check"]["rel_l2"],
+                        "top1_agreement": e["check"]["top1_agreement"]})
+        rows.append(row)
+    return rows

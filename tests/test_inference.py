@@ -1,0 +1,129 @@
+"""Fast inference paths: each equals the official model's outputs within its
+dtype's tolerance, BN folding changes nothing beyond rounding, a wrong
+predictor is caught at start-up, and Paddle's thread count survives a
+predictor run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from converters.errors import CheckpointError, VerificationError
+from parity import inference
+from parity.compare import compare
+from parity.runtime import configure_threads, configured_threads, paddle_threads
+from parity.seeded import seeded_input, seeded_state
+from .conftest import reference
+
+paddle = pytest.importorskip("paddle")
+torch = pytest.importorskip("torch")
+
+ARCH = "small"
+
+
+def rel_l2(actual, expected) -> float:
+    return compare("logits", actual, expected).rel_l2
+
+
+@pytest.fixture(scope="module")
+def state():
+    return seeded_state(ARCH)
+
+
+@pytest.fixture(scope="module")
+def x():
+    return seeded_input(ARCH, 2)  # the input of tests/data/official_reference
+
+
+@pytest.fixture(scope="module")
+def official_logits():
+    return reference(f"{ARCH}_logits.npy")
+
+
+@pytest.fixture(scope="module")
+def paddle_models(state):
+    return {fused: inference.paddle_model(ARCH, inference.layout_states(ARCH, state, fused)[1], fused=fused)
+            for fused in (False, True)}
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_torch_model_matches_official_outputs(state, x, official_logits, fused):
+    model = inference.torch_model(ARCH, inference.layout_states(ARCH, state, fused)[0], fused=fused)
+    with torch.inference_mode():
+        out = model(torch.from_numpy(x)).numpy()
+    assert rel_l2(out, official_logits) <= 1e-5
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_paddle_eager_matches_official_outputs(paddle_models, x, official_logits, fused):
+    with paddle.no_grad():
+        out = paddle_models[fused](paddle.to_tensor(x)).numpy()
+    assert rel_l2(out, official_logits) <= 1e-5
+
+
+def test_folding_changes_the_weights(state):
+    """The folded model is not the unfolded one under another name: its conv
+    weights differ (each scaled by its BN) and no BN tensor is left."""
+    fused = inference.layout_states(ARCH, state, True)[0]
+    assert not any("running_mean" in k for k in fused)
+    key = "module_list.0.netblock.weight"
+    assert not np.allclose(fused[key], state[key])
+
+
+def test_fused_state_with_a_wrong_shape_names_the_key(state):
+    fused = dict(inference.layout_states(ARCH, state, True)[1])
+    key = next(iter(fused))
+    fused[key] = fused[key][:1]
+    with pytest.raises(CheckpointError, match=key.replace(".", r"\.")):
+        inference.paddle_model(ARCH, fused, fused=True)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_float32_predictor_matches_official_outputs(paddle_models, x, official_logits, fused):
+    with inference.PaddlePredictor(paddle_models[fused], ARCH, "float32") as pred:
+        assert pred.startup_check["pass"] and pred.startup_check["rel_l2"] <= 1e-5
+        assert rel_l2(pred(x), official_logits) <= 1e-5
+
+
+@pytest.mark.skipif(not inference.cpu_has_bf16(), reason="CPU without native bfloat16 (AVX512-BF16/AMX)")
+def test_bfloat16_predictor_within_bfloat16_tolerance(paddle_models, x, official_logits):
+    with inference.PaddlePredictor(paddle_models[False], ARCH, "bfloat16") as pred:
+        err = rel_l2(pred(x), official_logits)
+    # Really bfloat16: far from float32 agreement, yet within bfloat16's bound.
+    assert 1e-4 < err <= inference.REL_L2_TOLERANCE["bfloat16"]
+
+
+def test_startup_check_rejects_a_predictor_of_another_model(paddle_models, state):
+    other = inference.paddle_model(ARCH, inference.layout_states(ARCH, seeded_state(ARCH, seed=7), False)[1])
+    with inference.PaddlePredictor(paddle_models[False], ARCH, "float32", check=False) as pred:
+        with pytest.raises(VerificationError, match="start-up check failed"):
+            pred.verify(other)
+
+
+def test_float16_predictor_on_cpu_is_refused(paddle_models):
+    with pytest.raises(ValueError, match="no float16 CPU kernels"):
+        inference.PaddlePredictor(paddle_models[False], ARCH, "float16")
+
+
+def test_paddle_threads_stay_set_after_a_predictor_run(paddle_models, x):
+    before = configured_threads()
+    try:
+        configure_threads(2)
+        assert paddle_threads() == 2
+        with inference.PaddlePredictor(paddle_models[False], ARCH, "float32", check=False) as pred:
+            pred.set_input(x)
+            pred.predictor.run()  # the raw predictor: the hazard is real in this build
+            assert paddle_threads() == 1
+            pred(x)  # the wrapper restores the count after each run
+            assert paddle_threads() == 2
+            pred.run()
+            assert paddle_threads() == 2
+        assert torch.get_num_threads() == 2
+    finally:
+        configure_threads(before)
+
+
+def test_torch_compiled_matches_official_outputs(state, x, official_logits):
+    model = inference.torch_model(ARCH, state)
+    compiled = inference.TorchCompiled(model)
+    out = compiled(compiled.prepare(torch.from_numpy(x))).numpy()
+    assert rel_l2(out, official_logits) <= 1e-5
