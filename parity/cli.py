@@ -13,6 +13,7 @@ import traceback
 
 COMMANDS = {
     "demo": "parity.demo",
+    "bench": "parity.bench_cmd",
     "layers": "parity.layers_cmd",
     "eval": "parity.eval_cmd",
     "merge": "parity.merge_cmd",
