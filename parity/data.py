@@ -159,10 +159,30 @@ def open_dataset(root: str, list_file: Optional[str] = None, num_classes: int = 
     return from_folders(root, num_classes)
 
 
+# (rank, world size, local GPU index) variables of the launchers: torchrun, then paddle.distributed.launch.
+LAUNCHER_ENV = (("RANK", "WORLD_SIZE", "LOCAL_RANK"), ("PADDLE_TRAINER_ID", "PADDLE_TRAINERS_NUM", "FLAGS_selected_gpus"))
+
+
+def launcher_rank() -> Optional[Tuple[int, int, Optional[int]]]:
+    """(K, N, local GPU index) set by torchrun or paddle.distributed.launch, else None."""
+    for rank, world, local in LAUNCHER_ENV:
+        if os.environ.get(rank) is not None and os.environ.get(world) is not None:
+            gpu = os.environ.get(local)
+            return int(os.environ[rank]), int(os.environ[world]), int(gpu.split(",")[0]) if gpu else None
+    return None
+
+
 def parse_shard(text: Optional[str]) -> Optional[Tuple[int, int]]:
-    """'K/N' -> (K, N) with 0 <= K < N (K is 0-based, like RANK under torchrun)."""
+    """'K/N' -> (K, N) with 0 <= K < N (K is 0-based, like RANK under torchrun);
+    'auto' -> the rank and world size of torchrun / paddle.distributed.launch."""
     if text is None:
         return None
+    if str(text).strip().lower() == "auto":
+        found = launcher_rank()
+        if found is None:
+            raise DataError(None, "--shard auto: no launcher variables found (RANK and WORLD_SIZE from torchrun, or "
+                                  "PADDLE_TRAINER_ID and PADDLE_TRAINERS_NUM from paddle.distributed.launch)")
+        text = f"{found[0]}/{found[1]}"
     try:
         k, n = (int(v) for v in str(text).split("/"))
     except ValueError:

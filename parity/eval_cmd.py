@@ -37,7 +37,8 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, help="decoding processes (default: number of cores; 0 = in-process)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images of the list")
-    p.add_argument("--shard", metavar="K/N", help="evaluate slice K of N (K from 0); combine with `genet-parity merge`")
+    p.add_argument("--shard", metavar="K/N", help="evaluate slice K of N (K from 0), or 'auto' under torchrun / "
+                                                  "paddle.distributed.launch; combine with `genet-parity merge`")
     p.add_argument("--results", metavar="PATH", help="per-image predictions, JSON lines "
                                                      "(default genet_eval_<arch>_<precision>[_shardKofN].jsonl)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its --results file")
@@ -86,13 +87,16 @@ def run_eval(args, console=None) -> dict:
     """Everything `eval` does, returning the summary (also used by `certify`)."""
     from rich.console import Console
 
-    from .data import open_dataset, parse_shard, select
+    from .data import launcher_rank, open_dataset, parse_shard, select
     from .evaluate import build_runners, evaluate, make_header, normalize_device
     from .runtime import default_threads
 
     console = console or Console(stderr=True)
-    device = normalize_device(args.device)
     shard = parse_shard(args.shard)
+    device = normalize_device(args.device)
+    launched = launcher_rank() if args.shard and args.shard.strip().lower() == "auto" else None
+    if launched and device == "gpu:0" and args.device.strip().lower() in ("gpu", "cuda") and launched[2] is not None:
+        device = f"gpu:{launched[2]}"  # each launched process on its own GPU
     if args.limit is not None and args.limit < 1:
         from .data import DataError
 

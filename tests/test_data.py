@@ -149,3 +149,17 @@ def test_bad_shard_specs(text, message):
     with pytest.raises(DataError, match=message):
         parse_shard(text)
     assert parse_shard("1/4") == (1, 4) and parse_shard(None) is None
+
+
+def test_shard_auto_reads_the_launchers_variables(monkeypatch):
+    for names in (("RANK", "WORLD_SIZE", "LOCAL_RANK"), ("PADDLE_TRAINER_ID", "PADDLE_TRAINERS_NUM")):
+        for n in names:
+            monkeypatch.delenv(n, raising=False)
+    with pytest.raises(DataError, match="no launcher variables"):
+        parse_shard("auto")
+    monkeypatch.setenv("PADDLE_TRAINER_ID", "1")
+    monkeypatch.setenv("PADDLE_TRAINERS_NUM", "4")
+    assert parse_shard("auto") == (1, 4)
+    monkeypatch.setenv("RANK", "2")  # torchrun's take precedence
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert parse_shard("auto") == (2, 3)
