@@ -103,6 +103,11 @@ def build_options(args):
         prefix = args.out or f"genet_demo_certificate_{arch}"
         folder = f"{prefix}_data"
         data, list_file = make_demo_data(folder)
+        if not args.resume:  # a demo is rebuilt from scratch each time; its old per-image results go
+            for precision in ("float32", "float16"):
+                stale = f"{prefix}.eval_{precision}.jsonl"
+                if os.path.exists(stale):
+                    os.remove(stale)
         weights = os.path.join(folder, f"GENet_{arch}_seeded.pth")
         write_torch(seeded_state(arch), weights)
         return CertifyOptions(arch=arch, weights=weights, data=data, list_file=list_file, out_prefix=prefix,
