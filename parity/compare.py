@@ -53,11 +53,14 @@ class Diff:
         return d
 
 
-def compare(name: str, actual, expected, atol: Optional[float] = None, rtol: Optional[float] = None) -> Diff:
+def compare(name: str, actual, expected, atol: Optional[float] = None, rtol: Optional[float] = None,
+            median: bool = True) -> Diff:
     """Statistics of `actual` against the reference `expected` (same shape).
 
     With atol/rtol, elements with |a - e| > atol + rtol * |e| are counted as
-    outside tolerance (the torch.testing.assert_close rule)."""
+    outside tolerance (the torch.testing.assert_close rule). median=False
+    skips the median (NaN in the result), the costliest statistic, for callers
+    that compare hundreds of large tensors and do not report it."""
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     if a.shape != e.shape:
@@ -82,7 +85,7 @@ def compare(name: str, actual, expected, atol: Optional[float] = None, rtol: Opt
         cosine = 1.0 if norm_a == norm_e else 0.0
     out = Diff(name=name, shape=tuple(a.shape), numel=int(a.size), max_abs=float(d.ravel()[flat]),
                max_abs_index=idx, actual_at_max=float(a.ravel()[flat]), expected_at_max=float(e.ravel()[flat]),
-               mean_abs=float(np.mean(d)), median_abs=float(np.median(d)), max_rel=float(np.max(rel)),
+               mean_abs=float(np.mean(d)), median_abs=float(np.median(d)) if median else float("nan"), max_rel=float(np.max(rel)),
                rel_l2=rel_l2, cosine=cosine, ref_max_abs=ref_scale)
     if atol is not None or rtol is not None:
         if atol is None or rtol is None:

@@ -108,6 +108,7 @@ class LayerDiffResult:
     seconds: float
     reference_file: Optional[str] = None
     notes: List[str] = field(default_factory=list)
+    timings: Dict[str, float] = field(default_factory=dict)  # seconds per phase (see _Clock)
 
     @property
     def coverage(self) -> float:
@@ -157,7 +158,7 @@ class LayerDiffResult:
             "input": self.input_info, "weights": self.weights_info,
             "reference_file": self.reference_file,
             "environment": self.environment,
-            "seconds": self.seconds,
+            "seconds": self.seconds, "timings_s": dict(self.timings),
             "notes": list(self.notes),
             "layers": [r.to_dict() for r in self.layers],
         }
@@ -340,6 +341,29 @@ def environment(device: str, dtype: str) -> dict:
 
 # ---------------------------------------------------------------- the run
 
+class _Clock:
+    """Wall seconds per phase: build, torch, paddle, float64 (the end-to-end
+    passes), paddle_isolated, float64_isolated, compare."""
+
+    def __init__(self):
+        self._totals: Dict[str, float] = {}
+
+    def __call__(self, phase: str):
+        import contextlib
+
+        @contextlib.contextmanager
+        def timed():
+            t0 = time.perf_counter()
+            try:
+                yield
+            finally:
+                self._totals[phase] = self._totals.get(phase, 0.0) + time.perf_counter() - t0
+        return timed()
+
+    def totals(self) -> Dict[str, float]:
+        return dict(self._totals)
+
+
 class _Recorder:
     """Hook sink: (input, output) of each row while `enabled`; isolated
     re-runs of the same modules happen with it disabled."""
@@ -393,8 +417,8 @@ def _load_reference(reference, rows) -> Dict[int, np.ndarray]:
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
-    d = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
-    return float(np.max(np.where(np.isnan(d), np.inf, d)))
+    m = float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+    return float("inf") if np.isnan(m) else m  # NaN must never compare as small
 
 
 def _progress_callback(progress, total: int):
@@ -473,12 +497,15 @@ def run_layer_diff(arch: str, official_state: Optional[Mapping[str, np.ndarray]]
     input_info.update(shape=list(inputs.shape), batch_size=int(inputs.shape[0]), eval_resolution=res)
     reference_arrays = _load_reference(reference, rows)
 
-    # Models.
-    t_model = torch_ref.load_state(torch_ref.build(arch), official_state, source="official weights")
-    r_model = copy.deepcopy(t_model).double() if relative else None
-    if r_model is not None:
-        _fast_float64(r_model)
-    p_model = paddle_genet.load_state(paddle_genet.build(arch), paddle_state, source="Paddle weights")
+    clock = _Clock()
+    with clock("build"):
+        t_model = torch_ref.load_state(torch_ref.build(arch), official_state, source="official weights")
+        r_model = copy.deepcopy(t_model).double() if relative else None
+        if r_model is not None:
+            _fast_float64(r_model)
+        with paddle.LazyGuard():  # no random init: every parameter is overwritten next
+            p_model = paddle_genet.build(arch)
+        p_model = paddle_genet.load_state(p_model, paddle_state, source="Paddle weights")
     t_dev = torch.device("cuda" if device == "gpu" else "cpu")
     if device == "gpu":
         paddle.set_device("gpu")
@@ -533,9 +560,12 @@ def run_layer_diff(arch: str, official_state: Optional[Mapping[str, np.ndarray]]
                 seg_in_t = torch.flatten(xt, 1) if flat else xt
                 seg_in_p = paddle.flatten(xp, 1) if flat else xp
                 seg_in_r = (torch.flatten(xr, 1) if flat else xr) if relative else None
-                yt = t_mods[head](seg_in_t)
-                yp = p_mods[head](seg_in_p)
-                yr = r_mods[head](seg_in_r) if relative else None
+                with clock("torch"):
+                    yt = t_mods[head](seg_in_t)
+                with clock("paddle"):
+                    yp = p_mods[head](seg_in_p)
+                with clock("float64"):
+                    yr = r_mods[head](seg_in_r) if relative else None
                 for rec in (rec_t, rec_p, rec_r):
                     rec.enabled = False
                 prev_unit_out = seg_in_t  # a unit's input: the previous unit's output
@@ -554,19 +584,24 @@ def run_layer_diff(arch: str, official_state: Optional[Mapping[str, np.ndarray]]
                                 block_p.unit_relu[row.node.index] is not p_mods[i]:
                             raise AssertionError(f"{row.official}: unit path does not lead to unit "
                                                  f"{row.node.index} of {rows[head].official}")
-                        p_iso = _unit_forward(block_p, row.node.index, to_paddle(t_in))
-                        r_iso = (_unit_forward(r_mods[head], row.node.index, t_in.double())
-                                 if relative else None)
+                        with clock("paddle_isolated"):
+                            p_iso = _unit_forward(block_p, row.node.index, to_paddle(t_in))
+                        with clock("float64_isolated"):
+                            r_iso = (_unit_forward(r_mods[head], row.node.index, t_in.double())
+                                     if relative else None)
                     else:
                         t_in = rec_t.inputs[i]
                         if row.kind == "block":
                             prev_unit_out = t_in
-                        p_iso = p_mods[i](to_paddle(t_in))
-                        r_iso = r_mods[i](t_in.double()) if relative else None
-                    layers.append(_record(
-                        i, row, np_(t_out), np_(rec_p.outputs[i]), np_(p_iso),
-                        np_(rec_r.outputs[i]) if relative else None, np_(r_iso) if relative else None,
-                        hp[i], dtype, atol, rtol, reference_arrays.get(i)))
+                        with clock("paddle_isolated"):
+                            p_iso = p_mods[i](to_paddle(t_in))
+                        with clock("float64_isolated"):
+                            r_iso = r_mods[i](t_in.double()) if relative else None
+                    with clock("compare"):
+                        layers.append(_record(
+                            i, row, np_(t_out), np_(rec_p.outputs[i]), np_(p_iso),
+                            np_(rec_r.outputs[i]) if relative else None, np_(r_iso) if relative else None,
+                            hp[i], dtype, atol, rtol, reference_arrays.get(i)))
                 xt, xp, xr = yt, yp, yr
             report(len(segs), len(segs), f"GENet_{arch}: done")
     finally:
@@ -582,25 +617,27 @@ def run_layer_diff(arch: str, official_state: Optional[Mapping[str, np.ndarray]]
         arch=arch, dtype=dtype, device=device, emulated=emulated, tolerance=tolerances.describe(atol, rtol, dtype),
         layers=layers, total=len(rows), missing=missing, input_info=input_info,
         weights_info=dict(weights_info or {}), environment=environment(device, dtype),
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start, timings=clock.totals(),
         reference_file=str(reference) if isinstance(reference, (str, os.PathLike)) else
         ("given arrays" if reference is not None else None), notes=notes)
 
 
 def _record(i, row, t_out, p_out, p_iso, r_acc, r_iso, hp, dtype, atol, rtol, ref) -> LayerRecord:
     relative = atol is None
+    # Widen once; every statistic below is computed in float64.
+    t_out, p_out, p_iso = (np.asarray(x, np.float64) for x in (t_out, p_out, p_iso))
     if relative:
         e_t, e_p = _max_abs(t_out, r_acc), _max_abs(p_out, r_acc)
         e_ti, e_pi = _max_abs(t_out, r_iso), _max_abs(p_iso, r_iso)
         tol = tolerances.relative_bound(e_t, float(np.max(np.abs(r_acc))), dtype)
         tol_i = tolerances.relative_bound(e_ti, float(np.max(np.abs(r_iso))), dtype)
-        acc = compare(row.official, p_out, t_out, atol=tol, rtol=0.0)
-        iso = compare(row.official, p_iso, t_out)
+        acc = compare(row.official, p_out, t_out, atol=tol, rtol=0.0, median=False)
+        iso = compare(row.official, p_iso, t_out, median=False)
         acc_ok, iso_ok = e_p <= tol, e_pi <= tol_i
     else:
         e_t = e_p = e_ti = e_pi = tol = tol_i = None
-        acc = compare(row.official, p_out, t_out, atol=atol, rtol=rtol)
-        iso = compare(row.official, p_iso, t_out, atol=atol, rtol=rtol)
+        acc = compare(row.official, p_out, t_out, atol=atol, rtol=rtol, median=False)
+        iso = compare(row.official, p_iso, t_out, atol=atol, rtol=rtol, median=False)
         acc_ok, iso_ok = acc.n_outside == 0, iso.n_outside == 0
     # NaN/inf in Paddle's output must never pass.
     acc_ok = bool(acc_ok and np.isfinite(acc.max_abs))
