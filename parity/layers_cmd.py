@@ -101,6 +101,19 @@ def _images(paths, arch):
     return np.stack(batch).astype(np.float32), {"source": "images", "images": list(paths)}
 
 
+def _check_gpu():
+    import paddle
+    import torch
+
+    from converters.errors import CheckpointError
+
+    missing = [name for name, ok in (("torch", torch.cuda.is_available()),
+                                     ("paddle", paddle.device.is_compiled_with_cuda())) if not ok]
+    if missing:
+        raise CheckpointError(None, f"--device gpu: no CUDA device usable by {' and '.join(missing)} "
+                                    "(a CUDA build of both frameworks and a GPU are needed)")
+
+
 def run(args) -> int:
     from rich.console import Console
 
@@ -114,6 +127,8 @@ def run(args) -> int:
         raise CheckpointError(None, "give --atol and --rtol together, or neither")
     if args.batch_size < 1:
         raise CheckpointError(None, f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.device == "gpu":
+        _check_gpu()
     arch, official, paddle, winfo = _weights(args)
     inputs, iinfo = (None, None)
     if args.image:

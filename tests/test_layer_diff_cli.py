@@ -93,3 +93,12 @@ def test_unreadable_image_exit_2(files, tmp_path, capsys):
     bad.write_bytes(b"no image here")
     assert main(["layers", "--weights", str(d / "small.pth"), "--image", str(bad)]) == 2
     assert "not-an-image.jpg" in capsys.readouterr().err
+
+
+def test_gpu_without_cuda_exit_2(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main(["layers", "--random-weights", "--arch", "small", "--device", "gpu"]) == 2
+    assert "--device gpu" in capsys.readouterr().err
