@@ -27,10 +27,12 @@ def add_data_arguments(p):
 
 
 def add_arguments(p):
+    from .evaluate import PRECISIONS
+
     add_weight_arguments(p)
     add_data_arguments(p)
     p.add_argument("--framework", choices=["both", "torch", "paddle"], default="both")
-    p.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32",
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
                    help="float16 on GPU is model.half() (Paddle: amp O2); on CPU torch runs real float16/bfloat16 "
                         "kernels and Paddle a labelled float16 emulation")
     p.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N (default cpu)")

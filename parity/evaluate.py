@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -329,8 +328,3 @@ def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sam
         writer.close()
     return summarize(header, list(writer.done.values()))
 
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
