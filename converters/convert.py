@@ -115,7 +115,8 @@ def _summary(source: LoadedWeights, dst_layout: str, tensors: Dict[str, np.ndarr
         s["bn_folded"] = len(fuse.conv_bn_pairs(source.arch))
         nbt = sum(1 for k in source.tensors if k.endswith(".num_batches_tracked"))
         if nbt:
-            s["dropped"], s["drop_reasons"] = nbt, {"num_batches_tracked: its BN is folded into the conv, and eval never reads it": nbt}
+            s["dropped"] = nbt
+            s["drop_reasons"] = {"num_batches_tracked: its BN is folded into the conv, and eval never reads it": nbt}
         return s
     if source.fused:
         return s  # fused -> fused: only the classifier's storage may differ
@@ -146,7 +147,8 @@ def _cast_dtypes(source: LoadedWeights, tensors: Dict[str, np.ndarray], keep_dty
             notes.append(f"{'/'.join(narrow)} weights written as float32 (exact; --keep-dtype keeps them)")
         return frozenset()
     if len(float_dtypes) > 1:
-        raise CheckpointError(source.path, f"--keep-dtype needs one float dtype, the file mixes {', '.join(float_dtypes)}")
+        raise CheckpointError(source.path, f"--keep-dtype needs one float dtype, the file mixes "
+                                           f"{', '.join(float_dtypes)}")
     target = float_dtypes[0] if float_dtypes else "float32"
     if target == "bfloat16":
         if fmt == "pdparams":

@@ -14,7 +14,6 @@ says so.
 from __future__ import annotations
 
 import hashlib
-import io as _io
 import json
 import mmap
 import os

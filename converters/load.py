@@ -135,7 +135,8 @@ def check_finite(tensors: Mapping[str, np.ndarray], source: Optional[str]) -> No
         bad.append(f"{k}: {n} of {flat.size} values are NaN/Inf (first {flat[i]} at index {list(idx)})")
     if bad:
         raise CheckpointError(source, "holds non-finite weights, which no conversion can verify: "
-                                      + "; ".join(bad[:8]) + (f"; and {len(bad) - 8} more tensors" if len(bad) > 8 else ""))
+                                      + "; ".join(bad[:8])
+                                      + (f"; and {len(bad) - 8} more tensors" if len(bad) > 8 else ""))
 
 
 def load_weights(path: str, arch: Optional[str] = None, layout: Optional[str] = None,

@@ -1,9 +1,8 @@
 """genet-convert on seeded weights: every source layout and destination, all
 three archs, checked against references built independently of the converter
 (the layout spec files' row order, float64 BN folding, the official outputs)."""
-import importlib
-import json
 import hashlib
+import json
 from functools import lru_cache
 
 import numpy as np
@@ -17,8 +16,6 @@ from converters import convert
 from parity.seeded import seeded_state
 
 from .conftest import ARCHS, reference, spec_name, spec_rows
-
-convert_module = importlib.import_module("converters.convert")
 
 
 # --------------------------------------------------------------------------- independent references
@@ -142,9 +139,12 @@ SPOT_CHECKS = [
 ]
 
 
+def _direction_id(s, d, o):
+    return f"{s}->{d}" + ("+fuse" if o.get("fuse_bn") else "") + (f"/{o['dst_layout']}" if "dst_layout" in o else "")
+
+
 @pytest.mark.parametrize("src,dst,options,dst_layout", DIRECTIONS,
-                         ids=[f"{s}->{d}{'+fuse' if o.get('fuse_bn') else ''}{'/' + o['dst_layout'] if 'dst_layout' in o else ''}"
-                              for s, d, o, _ in DIRECTIONS])
+                         ids=[_direction_id(s, d, o) for s, d, o, _ in DIRECTIONS])
 def test_verified_conversion_small(tmp_path, src, dst, options, dst_layout):
     layout, fmt = SOURCES[src]
     result = convert(write_source(tmp_path, "small", layout, fmt), str(tmp_path / dst), **options)

@@ -116,8 +116,8 @@ def test_non_finite_weight_is_named(tmp_path, value):
     w[1, 0, 2, 1] = value
     state["module_list.4.conv_list.2.3.weight"] = w
     msg = _refused(tmp_path, _save_state(tmp_path, state), "non-finite")
-    assert f"module_list.4.conv_list.2.3.weight: 1 of {w.size} values are NaN/Inf (first {value} at index [1, 0, 2, 1])" \
-        in msg
+    assert (f"module_list.4.conv_list.2.3.weight: 1 of {w.size} values are NaN/Inf "
+            f"(first {value} at index [1, 0, 2, 1])") in msg
 
 
 def test_existing_destination_is_refused_and_untouched(tmp_path, src):

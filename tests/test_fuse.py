@@ -23,13 +23,17 @@ def test_fold_matches_batchnorm_after_conv_in_float64():
     v = rng.uniform(0.1, 3, 6).astype(np.float32)
     x = rng.standard_normal((2, 4, 7, 7))
     conv = torch.nn.functional.conv2d
-    ref = conv(torch.from_numpy(x), torch.from_numpy(w.astype(np.float64)), torch.from_numpy(b.astype(np.float64)))
-    ref = ((ref - torch.from_numpy(m.astype(np.float64))[:, None, None])
-           / torch.sqrt(torch.from_numpy(v.astype(np.float64))[:, None, None] + 1e-5)
-           * torch.from_numpy(g.astype(np.float64))[:, None, None] + torch.from_numpy(beta.astype(np.float64))[:, None, None])
+    def t64(a):
+        return torch.from_numpy(np.asarray(a, np.float64))
+
+    def per_channel(a):
+        return t64(a)[:, None, None]
+
+    ref = conv(t64(x), t64(w), t64(b))  # conv then eval-mode BN, in float64
+    ref = (ref - per_channel(m)) / torch.sqrt(per_channel(v) + 1e-5) * per_channel(g) + per_channel(beta)
     fw, fb = fuse.fold(w, b, g, beta, m, v, 1e-5)
     assert fw.dtype == fb.dtype == np.float32
-    out = conv(torch.from_numpy(x), torch.from_numpy(fw.astype(np.float64)), torch.from_numpy(fb.astype(np.float64)))
+    out = conv(t64(x), t64(fw), t64(fb))
     assert compare("folded", out.numpy(), ref.numpy()).rel_l2 < 1e-6
     _, fb0 = fuse.fold(w, None, g, beta, m, v, 1e-5)  # conv without bias
     np.testing.assert_allclose(fb0, fb - b * g / np.sqrt(v.astype(np.float64) + 1e-5), rtol=1e-5, atol=1e-6)

@@ -135,7 +135,8 @@ def test_bfloat16_source(tmp_path):
     torch.save({"state_dict": bf}, path)
     convert(str(path), str(tmp_path / "f32.pdparams"), verify=False)
     w = load_weights(str(tmp_path / "f32.pdparams"))
-    np.testing.assert_array_equal(w.tensors["module_list.1.weight"], bf["module_list.1.netblock.weight"].float().numpy())
+    np.testing.assert_array_equal(w.tensors["module_list.1.weight"],
+                                  bf["module_list.1.netblock.weight"].float().numpy())
     convert(str(path), str(tmp_path / "bf.safetensors"), keep_dtype=True, verify=False)
     with safetensors.safe_open(str(tmp_path / "bf.safetensors"), "pt") as f:
         t = f.get_tensor("module_list.1.netblock.weight")
