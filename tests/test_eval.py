@@ -265,3 +265,23 @@ def test_cli_eval_and_merge(photo_set, tmp_path, capsys):
     bad_list.write_text("x.JPEG 1 2\n")
     assert main(common[:6] + ["--list", str(bad_list)]) == 2
     assert "line 1" in capsys.readouterr().err
+
+
+def test_folder_layout_gives_the_same_predictions(single_run, runners, photo_set, tmp_path):
+    """The same photos as class sub-folders (labels = sorted folder index):
+    identical per-image predictions to the list layout's run."""
+    _, list_results = single_run
+    _, by_list = read_results(str(list_results))
+    names = sorted(os.listdir(photo_set[0]))
+    for i, name in enumerate(names):
+        (tmp_path / "val" / f"class_{i % 3}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.join(photo_set[0], name), tmp_path / "val" / f"class_{i % 3}" / name)
+    ds = open_dataset(str(tmp_path / "val"))
+    assert ds.layout == "folders" and {s.label for s in ds.samples} == {0, 1, 2}
+    header = make_header(ARCH, "float32", "cpu", runners, {"source": "seeded"}, ds, None, None, len(ds))
+    s = evaluate(runners, ds, ds.samples, header, str(tmp_path / "r.jsonl"), batch_size=4)
+    assert s["n_evaluated"] == N_PHOTOS and s["agreement_top1"] == 100.0
+    _, by_folder = read_results(str(tmp_path / "r.jsonl"))
+    preds_list = {r["path"]: r["pred"] for r in by_list}
+    preds_folder = {r["path"].split("/")[1]: r["pred"] for r in by_folder}
+    assert preds_folder == preds_list
