@@ -241,7 +241,7 @@ def _paddle_entry(v):
     return v
 
 
-def read_pdparams(path: str) -> Dict[str, np.ndarray]:
+def read_pdparams(path: str, notes: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
     try:
         with open(path, "rb") as f:
             obj = _RestrictedUnpickler(f).load()
@@ -255,6 +255,9 @@ def read_pdparams(path: str) -> Dict[str, np.ndarray]:
         raise CheckpointError(path, f"is not a safe .pdparams pickle of arrays: {e}") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(path, f"holds a {type(obj).__name__}, expected a dict of arrays")
+    if "StructuredToParameterName@@" in obj and notes is not None:
+        # paddle.save's map from structured to parameter names: bookkeeping, not weights.
+        notes.append("ignored the 'StructuredToParameterName@@' name map paddle.save adds")
     obj = {k: _paddle_entry(v) for k, v in obj.items() if k != "StructuredToParameterName@@"}
     bad = [f"{k} ({type(v).__name__})" for k, v in obj.items() if not isinstance(v, np.ndarray)]
     if bad:
@@ -385,7 +388,7 @@ def read_checkpoint(path: str, trust_pickle: bool = False, expect=None) -> RawCh
         if metadata:
             notes.append(f"safetensors metadata: {json.dumps(metadata, sort_keys=True)[:200]}")
     else:
-        tensors = read_pdparams(path)
+        tensors = read_pdparams(path, notes)
         dtypes = {k: str(v.dtype) for k, v in tensors.items()}
     if not tensors:
         raise CheckpointError(path, "holds no tensors")

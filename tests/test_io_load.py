@@ -60,3 +60,21 @@ def test_unknown_tensors_are_refused_with_closest_match(tmp_path, small):
         load_weights(path)
     assert "Closest: GENet_small in the official layout" in str(e.value)
     assert "fc_linear.weight: expected (1000, 1920), got (10, 1920)" in str(e.value)
+
+
+def test_paddle_save_of_a_model_state_dict_is_read(tmp_path, small):
+    """What the Paddle reproduction ships: paddle.save(model.state_dict()),
+    Tensors stored as (name, array) plus a structured-name map."""
+    import paddle
+
+    import paddle_genet
+
+    tensors = mapping_table("small").convert(small, "official", "paddle")
+    model = paddle_genet.load_state(paddle_genet.build("small"), tensors)
+    path = str(tmp_path / "model.pdparams")
+    paddle.save(model.state_dict(), path)
+    w = load_weights(path)
+    assert (w.arch, w.layout) == ("small", "paddle")
+    assert any("StructuredToParameterName@@" in n for n in w.notes)
+    for k, v in tensors.items():
+        np.testing.assert_array_equal(w.tensors[k], v)
