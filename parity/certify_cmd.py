@@ -50,6 +50,8 @@ def add_arguments(p):
 def make_demo_data(folder: str):
     """Bundled photos (plus a grayscale and a CMYK JPEG made from them, as
     ImageNet val has) in the list layout with synthetic labels."""
+    import shutil
+
     from PIL import Image
 
     from .sample_images import bundled_photos
@@ -59,8 +61,7 @@ def make_demo_data(folder: str):
     names = []
     for path in bundled_photos():
         name = os.path.basename(path)
-        with Image.open(path) as im:
-            im.save(os.path.join(images, name))
+        shutil.copyfile(path, os.path.join(images, name))
         names.append(name)
     with Image.open(bundled_photos(("chelsea.png",))[0]) as im:
         im.convert("L").save(os.path.join(images, "chelsea_gray.jpg"), quality=90)
