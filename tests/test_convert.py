@@ -256,3 +256,16 @@ def test_folder_destination_defaults_to_pdparams(tmp_path):
     r = convert(write_source(tmp_path, "small", "official", "pth", "GENet_small.pth"), str(out), verify=False)
     assert r.dst == str(out / "GENet_small.pdparams") and r.dst_layout == "paddle"
     assert_holds(r.dst, "small", "paddle")
+
+
+def test_no_verify_builds_no_model_and_never_imports_paddle(tmp_path):
+    """The lean path: read, relayout, write; no throw-away model, no Paddle import."""
+    import subprocess
+    import sys
+
+    src = write_source(tmp_path, "small", "official", "pth")
+    code = ("import sys; from converters import convert; convert(sys.argv[1], sys.argv[2], verify=False); "
+            "loaded = [m for m in ('paddle', 'torch_ref', 'paddle_genet') if m in sys.modules]; "
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code, src, str(tmp_path / "out.pdparams")], check=True)
+    assert_holds(str(tmp_path / "out.pdparams"), "small", "paddle")
