@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from genet_arch import CARDS, canonical_arch, get_arch
+from genet_arch import CARDS, canonical_arch
 
 from . import inference
 from .runtime import configure_threads, configured_threads, set_paddle_threads, thread_report
@@ -64,6 +63,26 @@ def time_loop(step: Callable[[], None], sync: Callable[[], None], warmup: int, i
         step()
         sync()
         out.append(clock() - t0)
+    return out
+
+
+def _time_paths(paths, warmup: int, iters: int, interleave: bool, clock=time.perf_counter) -> List[List[float]]:
+    """Seconds per iteration for each path (objects with .step and .sync)."""
+    if not interleave:
+        return [time_loop(p.step, p.sync, warmup, iters, clock) for p in paths]
+    if warmup < 0 or iters < 1:
+        raise ValueError(f"need warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
+    for p in paths:
+        for _ in range(warmup):
+            p.step()
+        p.sync()
+    out = [[] for _ in paths]
+    for _ in range(iters):
+        for p, seconds in zip(paths, out):
+            t0 = clock()
+            p.step()
+            p.sync()
+            seconds.append(clock() - t0)
     return out
 
 
@@ -208,17 +227,20 @@ def _paddle_path(arch, state, fused, mode, dtype, device, x_np) -> _Path:
     paddle.set_device(device)
     model = inference.paddle_model(arch, state, fused=fused)
     if mode == "eager":
-        if dtype != "float32":
-            raise _Unsupported(f"Paddle eager has no {dtype} CPU kernels" if device == "cpu"
-                               else "Paddle eager float16 is measured by the evaluation, not here")
+        if dtype != "float32" and (device == "cpu" or dtype == "bfloat16"):
+            raise _Unsupported(f"Paddle eager has no {dtype} {'CPU ' if device == 'cpu' else ''}kernels here")
         x = paddle.to_tensor(x_np)
+        if dtype == "float16":
+            # Paddle's model.half(): BN statistics stay float32, as its kernels require.
+            model = paddle.amp.decorate(models=model, level="O2", dtype="float16")
+            x = x.astype("float16")
         sync = (lambda: paddle.device.synchronize()) if device != "cpu" else (lambda: None)
         out = {}
 
         def step():
             with paddle.no_grad():
                 out["y"] = model(x)
-        return _Path(step, sync, lambda: out["y"].numpy(), f"paddle {paddle.__version__} eager",
+        return _Path(step, sync, lambda: out["y"].astype("float32").numpy(), f"paddle {paddle.__version__} eager",
                      time.perf_counter() - start)
     try:
         pred = inference.PaddlePredictor(model, arch, precision=dtype, device=device)
@@ -249,7 +271,8 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
                     warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS,
                     dtype: Union[str, Sequence[str]] = "float32", fuse_bn: Union[bool, Sequence[bool]] = False,
                     device: Optional[str] = None, floor: bool = True, pipeline_workers: Sequence[int] = (),
-                    threads: Optional[int] = None, progress: Optional[Callable[[str], None]] = None) -> dict:
+                    threads: Optional[int] = None, interleave: bool = True,
+                    progress: Optional[Callable[[str], None]] = None) -> dict:
     """Latency of GENet `arch` for every framework x mode x dtype x folding.
 
     official_state: official-layout weights (seeded when None).
@@ -257,6 +280,9 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
     dtype, fuse_bn: one value or a sequence (every combination is timed).
     floor: also measure the compute floor for each dtype.
     pipeline_workers: decode+preprocess images/s with these worker counts.
+    interleave: time the paths round-robin (iteration i of every path, then
+      i + 1), so a change in the machine's load hits all paths alike and the
+      ratios stay fair; False times each path's iterations in one block.
     threads: for both frameworks (default: the configured count, all cores
       unless told otherwise); set here, since `import paddle` may have left
       Paddle on one.
@@ -293,7 +319,12 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
         reference = ref_model(torch.from_numpy(x).to(inference.torch_device(device))).float().cpu().numpy()
     del ref_model
 
-    results = []
+    floors = {}
+    if floor:  # probed before and after the timing; the faster rate counts
+        say("compute floor: best conv/matmul rate")
+        floors = {dt: compute_floor(arch, device, dt) for dt in dtypes if not (kind == "cpu" and dt == "float16")}
+
+    results, paths = [], []
     for fused in folds:
         states = inference.layout_states(arch, state, fused)
         for fw in frameworks:
@@ -301,45 +332,51 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
                 for dt in dtypes:
                     entry = {"framework": fw, "mode": mode, "dtype": dt, "bn_folded": fused, "batch_size": batch,
                              "warmup": warmup}
-                    say(f"GENet_{arch} {fw} {mode} {dt}{' BN-folded' if fused else ''}, batch {batch}")
+                    results.append(entry)
+                    say(f"building GENet_{arch} {fw} {mode} {dt}{' BN-folded' if fused else ''}, batch {batch}")
                     try:
                         make = _torch_path if fw == "torch" else _paddle_path
-                        path = make(arch, states[0] if fw == "torch" else states[1], fused, mode, dt, device, x)
+                        paths.append((entry, make(arch, states[0] if fw == "torch" else states[1], fused, mode, dt,
+                                                  device, x)))
                     except _Unsupported as e:
                         entry["skipped"] = str(e)
-                        results.append(entry)
-                        continue
-                    try:
-                        seconds = time_loop(path.step, path.sync, warmup, iters)
-                        logits = path.fetch()
-                    finally:
-                        close = path.extra.pop("_close", None)
-                        if close:
-                            close()
-                    d = compare(f"{path.label} logits", logits, reference)
-                    tol = inference.REL_L2_TOLERANCE[dt]
-                    entry.update({"label": path.label, "build_seconds": path.build_seconds,
-                                  **summarize_times(seconds, batch), **path.extra,
-                                  "check": {"reference": "torch eager float32, BN unfolded, same input",
-                                            "rel_l2": d.rel_l2, "max_abs": d.max_abs, "cosine": d.cosine,
-                                            "top1_agreement": top1_agreement(logits, reference),
-                                            "tolerance_rel_l2": tol,
-                                            "pass": bool(np.isfinite(logits).all() and d.rel_l2 <= tol)},
-                                  "threads_after": thread_report()})
-                    results.append(entry)
-                    del path
+    try:
+        say(f"timing {len(paths)} paths" + (", interleaved" if interleave else ""))
+        times = _time_paths([p for _, p in paths], warmup, iters, interleave)
+        for (entry, path), seconds in zip(paths, times):
+            logits = path.fetch()
+            d = compare(f"{path.label} logits", logits, reference)
+            tol = inference.REL_L2_TOLERANCE[entry["dtype"]]
+            entry.update({"label": path.label, "build_seconds": path.build_seconds,
+                          **summarize_times(seconds, batch), **{k: v for k, v in path.extra.items() if k[0] != "_"},
+                          "check": {"reference": "torch eager float32, BN unfolded, same input",
+                                    "rel_l2": d.rel_l2, "max_abs": d.max_abs, "cosine": d.cosine,
+                                    "top1_agreement": top1_agreement(logits, reference),
+                                    "tolerance_rel_l2": tol,
+                                    "pass": bool(np.isfinite(logits).all() and d.rel_l2 <= tol)},
+                          "threads_after": thread_report()})
+    finally:
+        for _, path in paths:
+            close = path.extra.get("_close")
+            if close:
+                close()
+    del paths
+    if floor:
+        say("compute floor again")
+        for dt, before in floors.items():
+            after = compute_floor(arch, device, dt)
+            floors[dt] = after if after["best_gflops"] > before["best_gflops"] else before
+            floors[dt]["probed"] = "before and after the timing; the faster kept"
     out = {"arch": f"GENet_{arch}", "device": device, "batch_size": batch,
            "batch_note": (f"batch {batch}" + (" (the CPU default; the authors' convention, batch 64, is the GPU "
                                                "default)" if kind == "cpu" and batch_size is None else "")),
            "weights": "seeded (numpy seed 2020, not trained)" if seeded else "given",
            "input": "seeded noise, resident on the device before timing",
-           "warmup": warmup, "iters": iters, "results": results,
+           "warmup": warmup, "iters": iters, "interleaved": interleave, "results": results,
            "environment": {**env, "threads_end": thread_report(),
                            "load_average_end": [round(v, 2) for v in os.getloadavg()]}}
     if floor:
-        say("compute floor: best conv/matmul rate")
-        out["compute_floor"] = {dt: compute_floor(arch, device, dt) for dt in dtypes
-                                if not (kind == "cpu" and dt == "float16")}
+        out["compute_floor"] = floors
     if pipeline_workers:
         say("input pipeline: decode + preprocess")
         out["pipeline"] = [pipeline_rate(arch, w) for w in pipeline_workers]

@@ -132,3 +132,23 @@ def test_percentile_matches_numpy_rule():
     v = np.array([3.0, 1.0, 2.0, 10.0])
     assert bench.percentile(v, 50) == pytest.approx(2.5)
     assert bench.percentile(v, 100) == 10.0
+
+
+# warm-up of each path first, then the timed steps
+@pytest.mark.parametrize("interleave,order", [(True, "ab" + "ababab"), (False, "a" + "aaa" + "b" + "bbb")])
+def test_paths_timed_round_robin_or_in_blocks(interleave, order):
+    events = []
+
+    class Path:
+        def __init__(self, name):
+            self.name = name
+
+        def step(self):
+            events.append(self.name)
+
+        def sync(self):
+            pass
+
+    times = bench._time_paths([Path("a"), Path("b")], warmup=1, iters=3, interleave=interleave)
+    assert "".join(events) == order
+    assert [len(t) for t in times] == [3, 3]
