@@ -272,6 +272,7 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
                     dtype: Union[str, Sequence[str]] = "float32", fuse_bn: Union[bool, Sequence[bool]] = False,
                     device: Optional[str] = None, floor: bool = True, pipeline_workers: Sequence[int] = (),
                     threads: Optional[int] = None, interleave: bool = True,
+                    only: Optional[Sequence[Sequence[str]]] = None,
                     progress: Optional[Callable[[str], None]] = None) -> dict:
     """Latency of GENet `arch` for every framework x mode x dtype x folding.
 
@@ -283,6 +284,7 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
     interleave: time the paths round-robin (iteration i of every path, then
       i + 1), so a change in the machine's load hits all paths alike and the
       ratios stay fair; False times each path's iterations in one block.
+    only: (framework, mode, dtype) triples to time instead of the full product.
     threads: for both frameworks (default: the configured count, all cores
       unless told otherwise); set here, since `import paddle` may have left
       Paddle on one.
@@ -330,6 +332,8 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
         for fw in frameworks:
             for mode in modes:
                 for dt in dtypes:
+                    if only is not None and (fw, mode, dt) not in {tuple(c) for c in only}:
+                        continue
                     entry = {"framework": fw, "mode": mode, "dtype": dt, "bn_folded": fused, "batch_size": batch,
                              "warmup": warmup}
                     results.append(entry)

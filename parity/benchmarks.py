@@ -178,18 +178,11 @@ def bench_layer_diff(ckpt: str, work: str, env: Dict[str, str], threads: int, re
 def bench_latency(official, batches: Sequence[int], warmup: int, iters: int, say) -> List[dict]:
     from .bench import measure_latency
 
-    out = []
-    for batch in batches:
-        fp32 = measure_latency("large", official, frameworks=("torch", "paddle"), modes=("eager", "best"),
-                               batch_size=batch, warmup=warmup, iters=iters, dtype="float32",
-                               fuse_bn=(False, True), progress=say)
-        bf16 = measure_latency("large", official, frameworks=("paddle",), modes=("best",), batch_size=batch,
-                               warmup=warmup, iters=iters, dtype="bfloat16", fuse_bn=(False, True),
-                               progress=say)
-        fp32["results"] += bf16["results"]
-        fp32.setdefault("compute_floor", {}).update(bf16.get("compute_floor", {}))
-        out.append(fp32)
-    return out
+    combos = [("torch", "eager", "float32"), ("torch", "best", "float32"), ("paddle", "eager", "float32"),
+              ("paddle", "best", "float32"), ("paddle", "best", "bfloat16")]
+    return [measure_latency("large", official, batch_size=batch, warmup=warmup, iters=iters,
+                            dtype=("float32", "bfloat16"), fuse_bn=(False, True), only=combos, progress=say)
+            for batch in batches]
 
 
 def latency_summary(result: dict) -> dict:
