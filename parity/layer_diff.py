@@ -323,6 +323,9 @@ def _fast_float64(model) -> None:
             m.forward = types.MethodType(_depthwise_f64, m)
 
 
+PADDLE_FLAGS = ("FLAGS_use_onednn", "FLAGS_cudnn_deterministic", "FLAGS_cudnn_exhaustive_search")
+
+
 def environment(device: str, dtype: str) -> dict:
     import paddle
     import torch
@@ -344,6 +347,12 @@ def environment(device: str, dtype: str) -> dict:
     }
     if device == "gpu" and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name()
+    env["paddle_flags"] = {}
+    for flag in PADDLE_FLAGS:
+        try:
+            env["paddle_flags"][flag] = paddle.get_flags([flag])[flag]
+        except ValueError:  # not compiled into this build (e.g. cuDNN flags in a CPU build)
+            env["paddle_flags"][flag] = "not in this build"
     return env
 
 
