@@ -525,6 +525,7 @@ def run_layer_diff(arch: str, official_state: Optional[Mapping[str, np.ndarray]]
             p_model = paddle_genet.build(arch)
         p_model = paddle_genet.load_state(p_model, paddle_state, source="Paddle weights")
     t_dev = torch.device("cuda" if device == "gpu" else "cpu")
+    previous_paddle_device = paddle.device.get_device()
     if device == "gpu":
         paddle.set_device("gpu")
         t_model = t_model.to(t_dev)
@@ -623,6 +624,7 @@ def run_layer_diff(arch: str, official_state: Optional[Mapping[str, np.ndarray]]
                 xt, xp, xr = yt, yp, yr
             report(len(segs), len(segs), f"GENet_{arch}: done")
     finally:
+        paddle.set_device(previous_paddle_device)
         for h in handles:
             h.remove()
         if bar is not None:
