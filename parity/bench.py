@@ -30,6 +30,7 @@ DEFAULT_ITERS = 100
 # The authors' convention is batch 64 on a GPU. On a CPU that would take tens
 # of minutes for GENet_large, so the CPU default is batch 1 (stated in the output).
 DEFAULT_BATCH = {"gpu": 64, "cpu": 1}
+SWITCH_PAUSE_S = 0.25  # untimed, between frameworks when interleaving (see _time_paths)
 
 
 # ---------------------------------------------------------------- statistics
@@ -66,8 +67,12 @@ def time_loop(step: Callable[[], None], sync: Callable[[], None], warmup: int, i
     return out
 
 
-def _time_paths(paths, warmup: int, iters: int, interleave: bool, clock=time.perf_counter) -> List[List[float]]:
-    """Seconds per iteration for each path (objects with .step and .sync)."""
+def _time_paths(paths, warmup: int, iters: int, interleave: bool, pause: float = 0.0,
+                clock=time.perf_counter) -> List[List[float]]:
+    """Seconds per iteration for each path (objects with .step, .sync and
+    optionally .group). Interleaved, an untimed `pause` precedes each switch
+    to another group: Paddle's OpenMP threads keep spinning for ~200 ms after
+    a run (KMP_BLOCKTIME) and would slow the torch run that follows."""
     if not interleave:
         return [time_loop(p.step, p.sync, warmup, iters, clock) for p in paths]
     if warmup < 0 or iters < 1:
@@ -77,8 +82,13 @@ def _time_paths(paths, warmup: int, iters: int, interleave: bool, clock=time.per
             p.step()
         p.sync()
     out = [[] for _ in paths]
+    last = None
     for _ in range(iters):
         for p, seconds in zip(paths, out):
+            group = getattr(p, "group", None)
+            if pause and last is not None and group != last:
+                time.sleep(pause)
+            last = group
             t0 = clock()
             p.step()
             p.sync()
@@ -191,6 +201,7 @@ class _Path:
 
     def __init__(self, step, sync, fetch, label, build_seconds=0.0, extra=None):
         self.step, self.sync, self.fetch, self.label = step, sync, fetch, label
+        self.group = label.split()[0]  # the framework
         self.build_seconds, self.extra = build_seconds, extra or {}
 
 
@@ -346,7 +357,12 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
                         entry["skipped"] = str(e)
     try:
         say(f"timing {len(paths)} paths" + (", interleaved" if interleave else ""))
-        times = _time_paths([p for _, p in paths], warmup, iters, interleave)
+        # One framework after the other within each round: two switches per round.
+        order = sorted(range(len(paths)), key=lambda i: paths[i][1].group)
+        timed = _time_paths([paths[i][1] for i in order], warmup, iters, interleave, pause=SWITCH_PAUSE_S)
+        times = [None] * len(paths)
+        for i, seconds in zip(order, timed):
+            times[i] = seconds
         for (entry, path), seconds in zip(paths, times):
             logits = path.fetch()
             d = compare(f"{path.label} logits", logits, reference)

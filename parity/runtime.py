@@ -61,12 +61,15 @@ def _paddle_openmp():
     if "paddle" not in sys.modules:
         return None
     candidates = []
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.split()[-1] if line.strip() else ""
-            name = os.path.basename(path)
-            if name.startswith(("libiomp", "libgomp")) and path not in candidates:
-                candidates.append(path)
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1] if line.strip() else ""
+                name = os.path.basename(path)
+                if name.startswith(("libiomp", "libgomp")) and path not in candidates:
+                    candidates.append(path)
+    except OSError:  # not Linux: the count cannot be read back here
+        return None
     # The copy inside Paddle's package first; torch ships its own libgomp.
     candidates.sort(key=lambda p: os.sep + "paddle" + os.sep not in p)
     for path in candidates:

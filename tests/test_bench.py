@@ -152,3 +152,22 @@ def test_paths_timed_round_robin_or_in_blocks(interleave, order):
     times = bench._time_paths([Path("a"), Path("b")], warmup=1, iters=3, interleave=interleave)
     assert "".join(events) == order
     assert [len(t) for t in times] == [3, 3]
+
+
+def test_pause_only_between_groups(monkeypatch):
+    events = []
+
+    class Path:
+        def __init__(self, name, group):
+            self.name, self.group = name, group
+
+        def step(self):
+            events.append(self.name)
+
+        def sync(self):
+            pass
+
+    monkeypatch.setattr(bench.time, "sleep", lambda s: events.append(f"pause {s}"))
+    bench._time_paths([Path("a", "torch"), Path("b", "torch"), Path("c", "paddle")], warmup=0, iters=2,
+                      interleave=True, pause=0.25)
+    assert events == ["a", "b", "pause 0.25", "c", "pause 0.25", "a", "b", "pause 0.25", "c"]
