@@ -15,6 +15,7 @@ COMMANDS = {
     "demo": "parity.demo",
     "bench": "parity.bench_cmd",
     "layers": "parity.layers_cmd",
+    "mapping": "parity.mapping_cmd",
     "eval": "parity.eval_cmd",
     "merge": "parity.merge_cmd",
     "certify": "parity.certify_cmd",
@@ -39,12 +40,16 @@ def run_guarded(fn, *args) -> int:
     """Map known failures to one `Error:` paragraph and an exit code; a
     traceback only for internal errors or with GENET_DEBUG=1."""
     from converters.errors import CheckpointError, VerificationError
+    from genet_arch import UnknownArchError
 
     try:
         return int(fn(*args) or 0)
-    except CheckpointError as e:
+    except (CheckpointError, UnknownArchError) as e:
         print(f"Error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return EXIT_OK
     except VerificationError as e:
         print(f"Verification failed: {e}", file=sys.stderr)
         return EXIT_FAILED

@@ -1,15 +1,19 @@
 """`genet-parity demo`: the built-in default job, needing no checkpoint or data.
 
-Builds every variant in both frameworks, loads the seeded weights into the
-PyTorch model, converts them to Paddle through the mapping table, and reports
-the parity of the logits on a seeded input.
+1. Builds every variant in both frameworks, loads the seeded weights into the
+   PyTorch model, converts them to Paddle through the mapping table, and
+   reports the parity of the logits on a seeded input.
+2. Runs the demo certificate (`genet-parity certify --demo`): conversion with
+   verification, layer diff, both frameworks' predictions on bundled photos
+   with synthetic labels, and latency, written as JSON and HTML.
 """
 from __future__ import annotations
 
 import json
 import time
 
-HELP = "Build all three GENets, convert seeded weights to Paddle, report the parity of logits."
+HELP = ("Built-in default job: logit parity of all three GENets on seeded weights, then a demo "
+        "certificate on bundled photos.")
 
 # Paddle's float32 logits must stay within this fraction of the largest
 # reference logit (the bound the tests hold against the official outputs).
@@ -21,7 +25,10 @@ def add_arguments(p):
                    help="variant to run (repeatable; default: all three)")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--threads", type=int, help="threads for both frameworks (default: all cores)")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--json", metavar="PATH", help="also write the logit results as JSON")
+    p.add_argument("--logits-only", action="store_true", help="skip the demo certificate")
+    p.add_argument("--out", default="genet-demo", metavar="DIR",
+                   help="folder for the demo certificate and its files (default: ./genet-demo)")
 
 
 def logits_parity(arch: str, batch_size: int = 2) -> dict:
@@ -79,4 +86,24 @@ def run(args) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"pass": all(r["pass"] for r in results), "results": results}, f, indent=2)
-    return 0 if all(r["pass"] for r in results) else 1
+    logits_ok = all(r["pass"] for r in results)
+    if args.logits_only:
+        return 0 if logits_ok else 1
+    console.rule("Demo certificate (genet-parity certify --demo)")
+    certificate_rc = _demo_certificate(args)
+    return certificate_rc if logits_ok else 1
+
+
+def _demo_certificate(args) -> int:
+    import argparse
+    import os
+
+    from . import certify_cmd
+
+    os.makedirs(args.out, exist_ok=True)
+    parser = argparse.ArgumentParser()
+    certify_cmd.add_arguments(parser)
+    cert_args = ["--demo", "--out", os.path.join(args.out, "certificate_GENet_small")]
+    if args.threads:
+        cert_args += ["--threads", str(args.threads)]
+    return certify_cmd.run(parser.parse_args(cert_args))
