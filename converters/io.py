@@ -425,6 +425,12 @@ def write_torch(tensors: Mapping[str, np.ndarray], path: str, wrap: bool = True,
     torch.save({"state_dict": sd} if wrap else sd, path)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class AtomicFile:
     """A temporary file beside `dst` that becomes `dst` only on `commit()`.
 
@@ -437,6 +443,8 @@ class AtomicFile:
         folder = os.path.dirname(self.dst)
         fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.dst)}.", suffix=".tmp", dir=folder)
         os.close(fd)
+        # mkstemp creates 0600; the result should have the permissions any new file gets.
+        os.chmod(self.tmp, 0o666 & ~_umask())
         self.committed = False
 
     def __enter__(self):
@@ -468,11 +476,19 @@ class AtomicFile:
         return False
 
 
+def write_text_atomic(path: str, text: str) -> None:
+    """Write a report or summary so that readers see the old file or the whole new one."""
+    with AtomicFile(path) as out:
+        with open(out.tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        out.commit()
+
+
 def file_size(path: str) -> int:
     return os.path.getsize(path)
 
 
-__all__ = ["AtomicFile", "RawCheckpoint", "PDPARAMS", "SAFETENSORS", "TORCH_LEGACY", "TORCH_ZIP", "f32_to_bf16_bits",
+__all__ = ["AtomicFile", "write_text_atomic", "RawCheckpoint", "PDPARAMS", "SAFETENSORS", "TORCH_LEGACY", "TORCH_ZIP", "f32_to_bf16_bits",
            "file_size", "load_torch_object", "read_checkpoint", "read_pdparams", "read_safetensors", "read_torch",
            "safe_global_names", "sha256_file", "sniff_format", "unwrap_state_dict", "write_pdparams",
            "write_safetensors", "write_torch"]

@@ -194,10 +194,9 @@ def print_summary(console, s: dict):
 
 def write_json(path, data):
     """Atomic: a reader never sees half a summary."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    from converters.io import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2))
 
 
 def run(args) -> int:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import tempfile
 from typing import List, Optional
 
 
@@ -125,18 +123,10 @@ def print_report(d: dict, console=None, table: bool = True) -> None:
 # ---------------------------------------------------------------- files
 
 def write_atomic(path: str, text: str) -> None:
-    """Write `text` to `path` via a temporary file in the same directory, so a
-    failure never leaves a half-written report."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """A failure never leaves a half-written report (converters.io.AtomicFile)."""
+    from converters.io import write_text_atomic
+
+    write_text_atomic(path, text)
 
 
 def _json_safe(v):

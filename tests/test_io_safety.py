@@ -200,3 +200,20 @@ def test_source_file_is_not_modified(tmp_path):
     convert(src, str(tmp_path / "o.pth"), verify=False)
     with open(src, "rb") as f:
         assert f.read() == before
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    """mkstemp's private 0600 must not leak into what users receive."""
+    import os
+    import stat
+
+    from converters.io import write_text_atomic
+
+    path = tmp_path / "report.json"
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(str(path), "{}")
+    finally:
+        os.umask(old)
+    assert path.read_text() == "{}"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
