@@ -21,7 +21,7 @@ import numpy as np
 from genet_arch import CARDS, canonical_arch
 
 from . import inference
-from .runtime import configure_threads, configured_threads, set_paddle_threads, thread_report
+from .runtime import configure_threads, configured_threads, cpu_name, set_paddle_threads, thread_report
 
 FRAMEWORKS = ("torch", "paddle")
 MODES = ("eager", "best")
@@ -97,17 +97,6 @@ def _time_paths(paths, warmup: int, iters: int, interleave: bool, pause: float =
 
 
 # ---------------------------------------------------------------- environment
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def default_device() -> str:
     import torch
 

@@ -95,6 +95,8 @@ def render(result: dict, console) -> None:
 def run(args) -> int:
     from rich.console import Console
 
+    from converters.io import write_text_atomic
+
     from .bench import measure_latency
     from .runtime import configured_threads
 
@@ -122,9 +124,6 @@ def run(args) -> int:
         result["weights"] = os.path.abspath(args.weights)
     render(result, console)
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=2)
-        os.replace(tmp, args.json)
+        write_text_atomic(args.json, json.dumps(result, indent=2))
     wrong = [r for r in result["results"] if "check" in r and not r["check"]["pass"]]
     return 1 if wrong else 0

@@ -384,10 +384,9 @@ def main(argv=None) -> int:
     result["seconds"] = time.perf_counter() - start
     render(result, console)
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=2)
-        os.replace(tmp, args.json)
+        from converters.io import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(result, indent=2))
         console.print(f"wrote {args.json}")
     return 0
 

@@ -75,7 +75,7 @@ class CertifyOptions:
 
 
 def _file_record(role: str, path: str) -> dict:
-    from .evaluate import sha256_file
+    from converters.io import sha256_file
 
     return {"role": role, "path": os.path.abspath(path), "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
 
@@ -84,22 +84,12 @@ def environment(device: str) -> dict:
     import PIL
 
     from .layer_diff import environment as framework_environment
+    from .runtime import cpu_name
 
     env = framework_environment("gpu" if device != "cpu" else "cpu", "float32")
     env.update(pillow=PIL.__version__, machine=platform.machine(), cpu_count=os.cpu_count(),
-               processor=_cpu_name())
+               processor=cpu_name())
     return env
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def verdict(checks: List[Check], demo: bool) -> str:

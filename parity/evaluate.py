@@ -13,7 +13,6 @@ or {"type": "bad", "index", "path", "label", "error"} under --skip-bad.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Callable, Dict, List, Optional, Sequence
@@ -30,14 +29,6 @@ PRECISIONS = ("float32", "float16", "bfloat16")
 TOPK = 5
 # Header fields that a resumed run or a merged shard must share exactly.
 IDENTITY_FIELDS = ("version", "arch", "precision", "device", "frameworks", "runners", "weights", "dataset", "limit")
-
-
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def normalize_device(device: str) -> str:

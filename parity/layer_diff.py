@@ -20,10 +20,9 @@ from __future__ import annotations
 import copy
 import os
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 

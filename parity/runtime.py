@@ -7,6 +7,7 @@ environment before either framework is imported.
 from __future__ import annotations
 
 import os
+import platform
 from typing import Optional
 
 _configured: Optional[int] = None  # the count configure_threads() last set
@@ -109,3 +110,14 @@ def thread_report() -> dict:
     if "paddle" in sys.modules:
         out["paddle"] = paddle_threads()
     return out
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
