@@ -336,6 +336,9 @@ def main(argv=None) -> int:
     from .runtime import configure_threads
 
     threads = configure_threads(args.threads)
+    from converters.verify import import_paddle
+
+    import_paddle()  # without its import-time notices (see parity.cli)
     from rich.console import Console
 
     from .bench import environment

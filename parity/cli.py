@@ -70,7 +70,15 @@ def main(argv=None) -> int:
     parser, modules = _parser()
     args = parser.parse_args(argv)
     configure_threads(getattr(args, "threads", None))
-    return run_guarded(modules[args.command].run, args)
+    module = modules[args.command]
+    if getattr(module, "NEEDS_PADDLE", True):
+        # Paddle's import-time notices (a C++ compiler cache it never needs here,
+        # and OMP_NUM_THREADS > 1, which configure_threads sets on purpose) are
+        # dropped once, here; anything else it prints still shows.
+        from converters.verify import import_paddle
+
+        import_paddle()
+    return run_guarded(module.run, args)
 
 
 if __name__ == "__main__":

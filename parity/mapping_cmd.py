@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 HELP = "Print the parameter mapping table (official, Paddle and timm names, shapes, transforms)."
+NEEDS_PADDLE = False
 
 
 def add_arguments(p):
