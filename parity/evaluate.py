@@ -93,9 +93,9 @@ class PaddleRunner:
             raise DataError(None, "PaddlePaddle has no bfloat16 path here: evaluate with --framework torch "
                                   "for bfloat16, or use --precision float32/float16")
         if self.emulated:
-            from .layer_diff import _round_state_f16
+            from .layer_diff import round_state_f16
 
-            paddle_state = _round_state_f16(paddle_state)
+            paddle_state = round_state_f16(paddle_state)
         model = paddle_genet.load_state(paddle_genet.build(arch), paddle_state, source="paddle weights")
         model.eval()
         if self.emulated:
@@ -112,10 +112,10 @@ class PaddleRunner:
         every mapped module rounded to float16, arithmetic in float32."""
         from converters.mapping import mapping_table
 
-        from .layer_diff import _round_f16_paddle, paddle_layer
+        from .layer_diff import round_f16_paddle, paddle_layer
 
         for row in mapping_table(arch).modules:
-            paddle_layer(model, row.paddle).register_forward_post_hook(_round_f16_paddle)
+            paddle_layer(model, row.paddle).register_forward_post_hook(round_f16_paddle)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         import paddle

@@ -283,15 +283,16 @@ def segments(rows: Sequence[ModuleMapping]) -> List[List[int]]:
 
 # ---------------------------------------------------------------- precision
 
-def _round_f16_torch(module, args, out):
+def round_f16_torch(module, args, out):
+    """Forward hook of the CPU float16 emulation (also used by parity.evaluate)."""
     return out.half().float()
 
 
-def _round_f16_paddle(layer, inputs, out):
+def round_f16_paddle(layer, inputs, out):
     return out.astype("float16").astype("float32")
 
 
-def _round_state_f16(state: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+def round_state_f16(state: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
     return {k: v.astype(np.float16).astype(np.float32) if v.dtype == np.float32 else v for k, v in state.items()}
 
 
@@ -500,7 +501,7 @@ def run_layer_diff(arch: str, official_state: Optional[Mapping[str, np.ndarray]]
         paddle_state = table.convert(official_state, "official", "paddle", source="official weights")
     if dtype == "float16":
         # The float64 reference must see the same float16 weights and input as both sides.
-        official_state, paddle_state = _round_state_f16(official_state), _round_state_f16(paddle_state)
+        official_state, paddle_state = round_state_f16(official_state), round_state_f16(paddle_state)
     if inputs is None:
         inputs = seeded_input(arch, batch_size)
         input_info = input_info or {"source": "seeded", "seed": 2021}
@@ -543,8 +544,8 @@ def run_layer_diff(arch: str, official_state: Optional[Mapping[str, np.ndarray]]
     handles = []
     for i, r in enumerate(rows):
         if emulated:
-            handles.append(t_mods[i].register_forward_hook(_round_f16_torch))
-            handles.append(p_mods[i].register_forward_post_hook(_round_f16_paddle))
+            handles.append(t_mods[i].register_forward_hook(round_f16_torch))
+            handles.append(p_mods[i].register_forward_post_hook(round_f16_paddle))
         handles.append(t_mods[i].register_forward_hook(rec_t.torch_hook(i, keep_input=True)))
         handles.append(p_mods[i].register_forward_post_hook(rec_p.paddle_hook(i)))
         if relative:

@@ -7,6 +7,7 @@ import torch
 import paddle_genet
 import torch_ref
 from converters.mapping import mapping_table
+from parity.layer_diff import paddle_layer
 from parity.seeded import seeded_input, seeded_state, state_sha256
 
 from .conftest import reference, spec_name, spec_rows
@@ -104,16 +105,9 @@ def _block_outputs_torch(model, x, names):
     return out
 
 
-def _paddle_sublayer(model, path):
-    layer = model
-    for part in path.split("."):
-        layer = layer[int(part)] if part.isdigit() else getattr(layer, part)
-    return layer
-
-
 def _block_outputs_paddle(model, x, names):
     out = {}
-    hooks = [_paddle_sublayer(model, n).register_forward_post_hook(
+    hooks = [paddle_layer(model, n).register_forward_post_hook(
         lambda m, i, o, n=n: out.__setitem__(n, o.numpy().copy())) for n in names]
     with paddle.no_grad():
         model(paddle.to_tensor(x))
