@@ -245,7 +245,13 @@ def check_state(tensors: Mapping[str, np.ndarray], arch: str, layout: str, sourc
     shapes = {k: tuple(np.shape(v)) for k, v in tensors.items()}
     from .checks import key_report
 
-    report = key_report(shapes, table.expected(layout), f"the {layout} layout of GENet_{table.arch.name}")
+    if layout in ("fused", "paddle_fused"):  # BN folded: not a renaming, listed by converters.fuse
+        from .fuse import expected as fused_expected
+
+        expected = fused_expected(table.arch.name, layout)
+    else:
+        expected = table.expected(layout)
+    report = key_report(shapes, expected, f"the {layout} layout of GENet_{table.arch.name}")
     if report is None:
         return
     matches = identify(shapes)

@@ -13,13 +13,14 @@ from .model import GENet, build
 
 
 def load_state(model: GENet, tensors: Mapping[str, object], source: Optional[str] = None) -> GENet:
-    """Copy a Paddle-layout state dict (numpy arrays or tensors) into `model`.
+    """Copy a Paddle-layout state dict (numpy arrays or tensors) into `model`
+    (the 'paddle_fused' layout into a model built with fused=True).
 
     Checked key by key before anything is copied; `set_state_dict` alone
     would skip missing keys with a warning.
     """
     arrays = {k: v.numpy() if isinstance(v, paddle.Tensor) else np.asarray(v) for k, v in tensors.items()}
-    check_state(arrays, model.arch.name, "paddle", source)
+    check_state(arrays, model.arch.name, "paddle_fused" if model.fused else "paddle", source)
     own = model.state_dict()
     for k, v in arrays.items():
         own[k].set_value(v.astype(own[k].numpy().dtype, copy=False))

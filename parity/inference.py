@@ -71,16 +71,9 @@ def torch_dtype(dtype: str):
 def torch_model(arch: str, state: Mapping[str, np.ndarray], fused: bool = False, device: str = "cpu",
                 dtype: str = "float32"):
     """Eager torch GENet with `state` (official layout, or 'fused' when fused)."""
-    import torch
-
     import torch_ref
 
-    model = torch_ref.build(arch, fused=fused)
-    if fused:
-        _check_fused(state, arch, "fused")
-        model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}, strict=True)
-    else:
-        torch_ref.load_state(model, state, source="torch weights")
+    model = torch_ref.load_state(torch_ref.build(arch, fused=fused), state, source="torch weights")
     return model.to(device=torch_device(device), dtype=torch_dtype(dtype)).eval()
 
 
@@ -88,26 +81,9 @@ def paddle_model(arch: str, state: Mapping[str, np.ndarray], fused: bool = False
     """Eager float32 Paddle GENet with `state` (Paddle layout, or 'paddle_fused')."""
     import paddle_genet
 
-    model = paddle_genet.build(arch, fused=fused)
-    if fused:
-        _check_fused(state, arch, "paddle_fused")
-        own = model.state_dict()
-        for k, v in state.items():
-            own[k].set_value(np.asarray(v, dtype=np.float32))
-    else:
-        paddle_genet.load_state(model, state, source="paddle weights")
+    model = paddle_genet.load_state(paddle_genet.build(arch, fused=fused), state, source="paddle weights")
     model.eval()
     return model
-
-
-def _check_fused(state: Mapping[str, np.ndarray], arch: str, layout: str) -> None:
-    """Every key and shape of a BN-folded state, before anything is copied
-    (the models' load_state knows only the unfused layouts)."""
-    from converters import fuse
-    from converters.checks import check_keys
-
-    check_keys({k: tuple(np.shape(v)) for k, v in state.items()}, fuse.expected(arch, layout),
-               f"the {layout} layout of GENet_{canonical_arch(arch)}", "fused weights")
 
 
 # ---------------------------------------------------------------- torch best mode

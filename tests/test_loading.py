@@ -108,3 +108,22 @@ def test_pdparams_written_here_load_into_paddle(tmp_path, state):
     reloaded = paddle.load(path)
     assert list(reloaded) == list(paddle_sd)
     np.testing.assert_array_equal(model.state_dict()["fc_linear.weight"].numpy(), paddle_sd["fc_linear.weight"])
+
+
+def test_folded_models_load_their_fused_layout_strictly(state):
+    """BN-folded models take the fused layouts through the same strict loaders;
+    the official fused keys are checked against the spec file's."""
+    from converters.fuse import fuse_state
+
+    from .conftest import spec_name, spec_rows
+
+    fused = fuse_state(state, "small", "fused")
+    assert [(k, tuple(v.shape)) for k, v in fused.items()] == [(k, s) for k, s, _ in
+                                                              spec_rows(spec_name("fused", "small"))]
+    t = torch_ref.load_state(torch_ref.build("small", fused=True), fused, source="fused.pth")
+    np.testing.assert_array_equal(t.state_dict()["module_list.7.netblock.bias"].numpy(),
+                                  fused["module_list.7.netblock.bias"])
+    p = paddle_genet.load_state(paddle_genet.build("small", fused=True), fuse_state(state, "small", "paddle_fused"))
+    assert tuple(p.state_dict()["fc_linear.weight"].shape) == (1920, 1000)
+    with pytest.raises(CheckpointError, match="does not match the fused layout of GENet_small"):
+        torch_ref.load_state(torch_ref.build("small", fused=True), state, source="unfused.pth")

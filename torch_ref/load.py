@@ -13,14 +13,15 @@ from .model import GENet, build
 
 
 def load_state(model: GENet, tensors: Mapping[str, object], source: Optional[str] = None) -> GENet:
-    """Copy an official-layout state dict (numpy arrays or tensors) into `model`.
+    """Copy an official-layout state dict (numpy arrays or tensors) into `model`
+    (the official fused layout into a model built with fused=True).
 
     Every key and shape is checked before anything is copied, so a bad
     checkpoint never leaves the model half-loaded.
     """
     arrays = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
               for k, v in tensors.items()}
-    check_state(arrays, model.arch.name, "official", source)
+    check_state(arrays, model.arch.name, "fused" if model.fused else "official", source)
     own = model.state_dict()
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)).to(own[k].dtype) for k, v in arrays.items()},
                           strict=True)
