@@ -17,7 +17,6 @@ are measured against (see parity.tolerances); with atol/rtol it is skipped.
 """
 from __future__ import annotations
 
-import copy
 import os
 import platform
 import time
@@ -31,6 +30,7 @@ from genet_arch import canonical_arch
 
 from . import tolerances
 from .compare import compare
+from .reference import float64_copy
 
 SCHEMA = "genet-parity/layers"
 SCHEMA_VERSION = 1
@@ -296,33 +296,6 @@ def round_state_f16(state: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
     return {k: v.astype(np.float16).astype(np.float32) if v.dtype == np.float32 else v for k, v in state.items()}
 
 
-def _depthwise_f64(self, x):
-    """Depthwise conv as k*k shifted multiply-adds: the same sum, but torch's
-    float64 depthwise kernel with stride 2 is ~100x slower than this on CPU."""
-    import torch.nn.functional as F
-
-    k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
-    xp = F.pad(x, (p, p, p, p))
-    h, w = (x.shape[2] + 2 * p - k) // s + 1, (x.shape[3] + 2 * p - k) // s + 1
-    out = None
-    for i in range(k):
-        for j in range(k):
-            term = xp[:, :, i:i + s * (h - 1) + 1:s, j:j + s * (w - 1) + 1:s] * self.weight[:, 0, i, j].view(1, -1, 1, 1)
-            out = term if out is None else out + term
-    return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
-
-
-def _fast_float64(model) -> None:
-    import types
-
-    from torch import nn
-
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d) and m.groups == m.in_channels == m.out_channels > 1 \
-                and m.dilation == (1, 1) and m.padding_mode == "zeros" and len(set(m.kernel_size)) == 1:
-            m.forward = types.MethodType(_depthwise_f64, m)
-
-
 PADDLE_FLAGS = ("FLAGS_use_onednn", "FLAGS_cudnn_deterministic", "FLAGS_cudnn_exhaustive_search")
 
 
@@ -518,9 +491,7 @@ def run_layer_diff(arch: str, official_state: Optional[Mapping[str, np.ndarray]]
     clock = _Clock()
     with clock("build"):
         t_model = torch_ref.load_state(torch_ref.build(arch), official_state, source="official weights")
-        r_model = copy.deepcopy(t_model).double() if relative else None
-        if r_model is not None:
-            _fast_float64(r_model)
+        r_model = float64_copy(t_model) if relative else None
         with paddle.LazyGuard():  # no random init: every parameter is overwritten next
             p_model = paddle_genet.build(arch)
         p_model = paddle_genet.load_state(p_model, paddle_state, source="Paddle weights")

@@ -316,14 +316,14 @@ def test_float64_depthwise_shortcut_equals_torch_kernel():
     it must equal torch's own float64 kernel."""
     import torch
 
-    from parity.layer_diff import _fast_float64
+    from parity.reference import fast_float64
 
     for stride in (1, 2):
         conv = torch.nn.Conv2d(12, 12, 3, stride=stride, padding=1, groups=12, bias=stride == 1).double()
         x = torch.randn(2, 12, 9, 10, dtype=torch.float64)
         with torch.no_grad():
             expected = conv(x)
-            _fast_float64(conv)
+            fast_float64(conv)
             got = conv(x)
         assert got.shape == expected.shape
         assert torch.allclose(got, expected, rtol=1e-13, atol=1e-13)

@@ -1,0 +1,81 @@
+"""The float64 recomputation every verdict of this project is judged against.
+
+One model: `torch_ref` (the official module layout) with float64 parameters
+and buffers. It is the truth in the layer diff, in conversion verification,
+in the fast paths' start-up checks and in the training-step comparison; the
+pass rule that uses it is `parity.tolerances`.
+"""
+from __future__ import annotations
+
+import copy
+import types
+import warnings
+from typing import Mapping
+
+import numpy as np
+
+
+def _depthwise_f64(self, x):
+    """Depthwise conv as k*k shifted multiply-adds: the same sum, but torch's
+    float64 depthwise kernel with stride 2 is ~100x slower than this on CPU."""
+    import torch.nn.functional as F
+
+    k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
+    xp = F.pad(x, (p, p, p, p))
+    h, w = (x.shape[2] + 2 * p - k) // s + 1, (x.shape[3] + 2 * p - k) // s + 1
+    out = None
+    for i in range(k):
+        for j in range(k):
+            term = xp[:, :, i:i + s * (h - 1) + 1:s, j:j + s * (w - 1) + 1:s] * self.weight[:, 0, i, j].view(1, -1, 1, 1)
+            out = term if out is None else out + term
+    return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+
+def fast_float64(model):
+    """Route `model`'s depthwise convs through `_depthwise_f64` (in place);
+    returns the model. Differentiable, so it serves training steps too."""
+    from torch import nn
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.groups == m.in_channels == m.out_channels > 1 \
+                and m.dilation == (1, 1) and m.padding_mode == "zeros" and len(set(m.kernel_size)) == 1:
+            m.forward = types.MethodType(_depthwise_f64, m)
+    return model
+
+
+def float64_copy(model):
+    """A float64 deep copy of a torch GENet (same weights, same mode)."""
+    return fast_float64(copy.deepcopy(model).double())
+
+
+def float64_model(arch: str, state: Mapping[str, np.ndarray], fused: bool = False):
+    """An eval-mode float64 `torch_ref` GENet holding `state` (official layout,
+    or the official fused layout when `fused`), checked key by key. Built on
+    the meta device: no float32 copy and no random initialisation happen."""
+    import torch
+
+    import torch_ref
+    from converters.checks import check_keys
+    from converters.load import expected
+
+    layout = "fused" if fused else "official"
+    check_keys({k: tuple(np.shape(v)) for k, v in state.items()}, expected(arch, layout),
+               f"the {layout} layout of GENet_{arch}")
+    with torch.device("meta"):
+        model = torch_ref.build(arch, fused=fused)
+    with warnings.catch_warnings():
+        # Read-only (memory-mapped) arrays: the float64 copies below are new memory.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensors = {k: torch.from_numpy(np.asarray(v)).to(torch.float64 if np.asarray(v).dtype.kind == "f"
+                                                         else torch.int64) for k, v in state.items()}
+    model.load_state_dict(tensors, strict=True, assign=True)
+    return fast_float64(model.eval())
+
+
+def float64_logits(arch: str, state: Mapping[str, np.ndarray], x: np.ndarray, fused: bool = False) -> np.ndarray:
+    """Logits of the float64 recomputation for the float32 input `x`."""
+    import torch
+
+    model = float64_model(arch, state, fused)
+    with torch.no_grad():
+        return model(torch.from_numpy(np.asarray(x)).to(torch.float64)).numpy()
