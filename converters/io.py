@@ -20,13 +20,13 @@ import os
 import pickle
 import struct
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Set
 
 import numpy as np
 
+from .atomic import AtomicFile, write_text_atomic  # noqa: F401  (re-exported: the writers' home)
 from .errors import CheckpointError
 
 _STATE_DICT_WRAPPERS = ("state_dict", "model", "model_state_dict")
@@ -423,65 +423,6 @@ def write_torch(tensors: Mapping[str, np.ndarray], path: str, wrap: bool = True,
             t = torch.from_numpy(_c_order(v))  # shares memory, no copy
             sd[k] = t.to(torch.bfloat16) if k in bf16_keys else t
     torch.save({"state_dict": sd} if wrap else sd, path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-class AtomicFile:
-    """A temporary file beside `dst` that becomes `dst` only on `commit()`.
-
-    Until then `dst` is untouched (absent or the old file); leaving the
-    context without committing (any exception, Ctrl-C) deletes the temporary.
-    """
-
-    def __init__(self, dst: str):
-        self.dst = os.path.abspath(dst)
-        folder = os.path.dirname(self.dst)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.dst)}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        # mkstemp creates 0600; the result should have the permissions any new file gets.
-        os.chmod(self.tmp, 0o666 & ~_umask())
-        self.committed = False
-
-    def __enter__(self):
-        return self
-
-    def commit(self) -> None:
-        with open(self.tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.tmp, self.dst)
-        self.committed = True
-        try:
-            dir_fd = os.open(os.path.dirname(self.dst), os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:
-            pass  # not every filesystem can sync a directory
-
-    def discard(self) -> None:
-        if not self.committed:
-            try:
-                os.unlink(self.tmp)
-            except FileNotFoundError:
-                pass
-
-    def __exit__(self, *exc):
-        self.discard()
-        return False
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Write a report or summary so that readers see the old file or the whole new one."""
-    with AtomicFile(path) as out:
-        with open(out.tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        out.commit()
 
 
 def file_size(path: str) -> int:

@@ -11,7 +11,8 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from .io import AtomicFile, f32_to_bf16_bits
+from .atomic import AtomicFile
+from .io import f32_to_bf16_bits
 
 PROVENANCE_FORMAT = 1
 
@@ -67,7 +68,11 @@ def record(*, source, dst: str, dst_format: str, dst_layout: str, tensors: Mappi
 def write_record(rec: dict, path: str) -> AtomicFile:
     """Write the record to a temporary file; the caller commits it with the checkpoint."""
     out = AtomicFile(path)
-    with open(out.tmp, "w") as f:
-        json.dump(rec, f, indent=1)
-        f.write("\n")
+    try:
+        with open(out.tmp, "w") as f:
+            json.dump(rec, f, indent=1)
+            f.write("\n")
+    except BaseException:
+        out.discard()
+        raise
     return out

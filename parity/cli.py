@@ -39,11 +39,15 @@ def _parser():
 def run_guarded(fn, *args) -> int:
     """Map known failures to one `Error:` paragraph and an exit code; a
     traceback only for internal errors or with GENET_DEBUG=1."""
+    from converters.atomic import remove_temporaries
     from converters.errors import CheckpointError, VerificationError
     from genet_arch import UnknownArchError
 
     try:
-        return int(fn(*args) or 0)
+        try:
+            return int(fn(*args) or 0)
+        finally:
+            remove_temporaries()
     except (CheckpointError, UnknownArchError) as e:
         print(f"Error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -54,6 +58,8 @@ def run_guarded(fn, *args) -> int:
         print(f"Verification failed: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
+        if os.environ.get("GENET_DEBUG"):
+            traceback.print_exc()
         print("Interrupted.", file=sys.stderr)
         return 130
     except Exception as e:  # the last resort: say it is ours, not the user's
@@ -65,6 +71,13 @@ def run_guarded(fn, *args) -> int:
 
 
 def main(argv=None) -> int:
+    from converters.atomic import terminate_like_interrupt
+
+    terminate_like_interrupt()  # a plain `kill` unwinds like Ctrl-C: no temporary output survives
+    return run_guarded(_main, argv)
+
+
+def _main(argv) -> int:
     from .runtime import configure_threads
 
     parser, modules = _parser()
@@ -78,7 +91,7 @@ def main(argv=None) -> int:
         from converters.verify import import_paddle
 
         import_paddle()
-    return run_guarded(module.run, args)
+    return module.run(args)
 
 
 if __name__ == "__main__":

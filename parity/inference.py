@@ -18,26 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from converters.atomic import remove, temporary_dir
 from converters.errors import VerificationError
 from genet_arch import canonical_arch, get_arch
 
 from .runtime import configured_threads, set_paddle_threads
 
 DTYPES = ("float32", "float16", "bfloat16")
-
-# Largest relative L2 error of a path's logits against the float32 eager
-# model. float32: reordered sums only (measured ~5e-7 for the predictor and
-# torch.compile on GENet_large). bfloat16 keeps 8 significant bits (2^-8 =
-# 4e-3 per rounding; ~6e-3 measured after 50 layers), float16 11.
-REL_L2_TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "bfloat16": 2e-2}
 
 
 def check_dtype(dtype: str) -> str:
@@ -163,8 +156,9 @@ class PaddlePredictor:
     precision: 'float32'; 'bfloat16' (oneDNN, CPU with native bf16 only);
     'float16' (GPU only). Input and output stay float32 arrays.
     check: run `check_input` (a seeded batch of 2 when None) through the
-    predictor and the eager model and raise VerificationError when the
-    logits' relative L2 error exceeds REL_L2_TOLERANCE[precision].
+    predictor and raise VerificationError unless its logits pass the
+    project's rule (`parity.tolerances`): within FACTOR x eager torch's own
+    error at this precision of the float64 recomputation (see `verify`).
     The predictor sets Paddle's thread count to 1 after every run; each run
     here restores the configured count (`threads`).
     """
@@ -187,7 +181,7 @@ class PaddlePredictor:
         if device != "cpu" and precision == "bfloat16":
             raise ValueError("the bfloat16 predictor is a CPU (oneDNN) path; use float16 on a GPU")
         start = time.perf_counter()
-        self._dir = tempfile.mkdtemp(prefix="genet_predictor_")
+        self._dir = temporary_dir("genet_predictor_")
         try:
             model_file, params_file = export_paddle(model, self._dir, resolution)
             config = inference.Config(model_file, params_file)
@@ -211,8 +205,8 @@ class PaddlePredictor:
                     shape = lambda b: {"x": [b, 3, resolution, resolution]}  # noqa: E731
                     config.set_trt_dynamic_shape_info(shape(1), shape(max_batch_size), shape(max_batch_size))
             self.predictor = inference.create_predictor(config)
-        except Exception:
-            shutil.rmtree(self._dir, ignore_errors=True)
+        except BaseException:
+            remove(self._dir)
             raise
         self._in = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self._out = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
@@ -243,32 +237,28 @@ class PaddlePredictor:
         return self.output()
 
     def verify(self, model, x: Optional[np.ndarray] = None) -> dict:
-        """The start-up check against the eager model (see the class doc)."""
+        """The start-up check (see the class doc): the predictor's logits for
+        `x` judged by the project's rule against the float64 recomputation of
+        the eager `model`'s weights, the bar set by eager torch at the same
+        precision."""
         import paddle
 
-        from .compare import compare, top1_agreement
+        from .reference import judge_logits, torch_state_of_paddle
         from .seeded import seeded_input
 
         x = seeded_input(self.arch, 2) if x is None else np.asarray(x, np.float32)
         if self.device != "cpu":
             paddle.set_device(self.device)
-        with paddle.no_grad():
-            ref = model(paddle.to_tensor(x)).numpy()
-        out = self(x)
-        d = compare(f"GENet_{self.arch} logits, {self.label} vs Paddle eager float32", out, ref)
-        tol = REL_L2_TOLERANCE[self.precision]
-        result = {"reference": "Paddle eager float32", "batch": int(x.shape[0]), "rel_l2": d.rel_l2,
-                  "max_abs": d.max_abs, "ref_max_abs": d.ref_max_abs, "cosine": d.cosine,
-                  "top1_agreement": top1_agreement(out, ref), "tolerance_rel_l2": tol,
-                  "pass": bool(np.isfinite(out).all() and d.rel_l2 <= tol)}
-        if not result["pass"]:
-            raise VerificationError(f"{self.label}: start-up check failed, logits differ from the eager model by "
-                                    f"relative L2 {d.rel_l2:.3g} (tolerance {tol:g}); max abs diff {d.max_abs:.3g} "
-                                    f"at {list(d.max_abs_index)}")
+        fused = bool(getattr(model, "fused", False))
+        j = judge_logits(f"GENet_{self.arch} logits", self.arch, torch_state_of_paddle(model, self.arch, fused), x,
+                         self(x), dtype=self.precision, fused=fused, device=self.device, candidate_label=self.label)
+        result = {**j.to_dict(), "batch": int(x.shape[0]), "pass": j.passed}
+        if not j.passed:
+            raise VerificationError(f"{self.label}: start-up check failed: {j.describe()}")
         return result
 
     def close(self) -> None:
-        shutil.rmtree(self._dir, ignore_errors=True)
+        remove(self._dir)
 
     def __enter__(self):
         return self

@@ -32,7 +32,12 @@ def configure_threads(n: Optional[int] = None) -> int:
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     else:
-        import torch
+        from converters.atomic import signals_deferred
+
+        # A signal in the middle of torch's import leaves it half initialised,
+        # and the interpreter can then crash on exit; it is handled right after.
+        with signals_deferred():
+            import torch
 
         torch.set_num_threads(n)
     if "paddle" in sys.modules:  # imported earlier: its runtime read the environment already

@@ -1,0 +1,220 @@
+"""Output that is either absent or complete, whatever signal arrives when.
+
+Every file this project writes for a user (checkpoints, provenance records,
+reports, summaries) goes through a temporary beside its destination that is
+renamed into place only when complete (`AtomicFile`). Three things make that
+hold under SIGINT and SIGTERM at any moment, not only between statements:
+
+- every temporary (file or folder) is entered in a registry of this process
+  while SIGINT/SIGTERM are held back (`signals_deferred`), so no temporary
+  ever exists unrecorded, even if the signal lands inside `tempfile.mkstemp`
+  or a constructor;
+- commits (rename, registry update) run with the signals held back too, so
+  several files are committed together or not at all;
+- `remove_temporaries()` deletes whatever is still recorded; the commands call
+  it on their way out, and it is registered with `atexit` for library users.
+
+`terminate_like_interrupt()` makes SIGTERM (a plain `kill`) unwind like Ctrl-C,
+so `finally` blocks and the cleanup run.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from typing import Iterable, Set
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_live: Set[str] = set()
+_deferring = [0]  # 1 inside a signals_deferred block
+_pending: list = []  # signals that arrived during one
+
+
+def _record(signum, frame):
+    _pending.append(signum)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT/SIGTERM back for the duration; one that arrives meanwhile
+    is acted on (its handler called) as soon as the block ends.
+
+    Done with Python-level handlers, not a signal mask: a mask holds a
+    signal back from one thread only, and the kernel hands a process's
+    signal to any thread (torch, Paddle and OpenBLAS keep many), after which
+    Python runs the handler in the main thread regardless. Outside the main
+    thread, where handlers cannot be changed, this is a no-op."""
+    if threading.current_thread() is not threading.main_thread() or _deferring[0]:
+        yield  # off the main thread, or nested: the outer block holds the signals
+        return
+    previous = {s: signal.getsignal(s) for s in _SIGNALS}
+    swapped = [s for s, h in previous.items() if h is not None]  # None: set outside Python, cannot be restored
+    _deferring[0] = 1
+    for s in swapped:
+        signal.signal(s, _record)
+    try:
+        yield
+    finally:
+        for s in swapped:
+            signal.signal(s, previous[s])
+        _deferring[0] = 0
+        arrived, _pending[:] = list(_pending), []
+        if arrived:
+            handler = previous[arrived[0]]
+            if callable(handler):
+                handler(arrived[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(arrived[0])
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temporary_file(dst: str) -> str:
+    """A new empty file beside `dst` (same folder, so the rename is atomic),
+    recorded for removal; permissions as any new file gets, not mkstemp's 0600."""
+    dst = os.path.abspath(dst)
+    with signals_deferred():
+        fd, path = tempfile.mkstemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=os.path.dirname(dst))
+        _live.add(path)
+        os.close(fd)
+    os.chmod(path, 0o666 & ~_umask())
+    return path
+
+
+def temporary_dir(prefix: str) -> str:
+    """A new folder under the system's temporary folder, recorded for removal."""
+    with signals_deferred():
+        path = tempfile.mkdtemp(prefix=prefix)
+        _live.add(path)
+    return path
+
+
+def remove(path: str) -> None:
+    """Delete a recorded temporary (file or folder) and forget it."""
+    with signals_deferred():
+        _remove(path)
+        _live.discard(path)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def remove_temporaries() -> None:
+    """Delete every temporary this process still has recorded."""
+    with signals_deferred():
+        for path in sorted(_live):
+            _remove(path)
+        _live.clear()
+
+
+atexit.register(remove_temporaries)
+
+
+def live_temporaries() -> Set[str]:
+    return set(_live)
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass  # not every filesystem can sync a directory
+
+
+class AtomicFile:
+    """A temporary file beside `dst` that becomes `dst` only on `commit()`.
+
+    Until then `dst` is untouched (absent or the old file); leaving the
+    context without committing (any exception, Ctrl-C, SIGTERM) deletes the
+    temporary, and so does `remove_temporaries()` if the object never got
+    that far.
+    """
+
+    def __init__(self, dst: str):
+        self.dst = os.path.abspath(dst)
+        self.committed = False
+        self.tmp = temporary_file(self.dst)
+
+    def __enter__(self):
+        return self
+
+    def commit(self) -> None:
+        commit_together([self])
+
+    def discard(self) -> None:
+        if not self.committed:
+            remove(self.tmp)
+
+    def __exit__(self, *exc):
+        self.discard()
+        return False
+
+
+def commit_together(files: Iterable[AtomicFile]) -> None:
+    """Rename every temporary into place, with signals held back so that a
+    signal never leaves some of them committed and others not."""
+    files = [f for f in files if not f.committed]
+    for f in files:  # the slow part, outside the signal block
+        with open(f.tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+    with signals_deferred():
+        for f in files:
+            os.replace(f.tmp, f.dst)
+            _live.discard(f.tmp)
+            f.committed = True
+    for folder in sorted({os.path.dirname(f.dst) for f in files}):
+        _fsync_dir(folder)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write a report or summary so that readers see the old file or the whole new one."""
+    with AtomicFile(path) as out:
+        with open(out.tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        out.commit()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def terminate_like_interrupt() -> None:
+    """SIGTERM unwinds like Ctrl-C (KeyboardInterrupt), so temporaries are
+    removed and the command reports 'Interrupted.' with exit code 130."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def reclaim_signal_handlers() -> None:
+    """Put Python's own handlers for SIGINT and SIGTERM back in force.
+
+    `import paddle` installs a C-level handler for SIGTERM (and SIGSEGV)
+    that prints a stack trace and kills the process, behind Python's back:
+    `signal.getsignal` still reports the old handler, but no `finally` block
+    and no cleanup would run. Re-registering each Python handler restores it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in _SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler is not None:
+            signal.signal(signum, handler)

@@ -1,0 +1,148 @@
+"""No temporary file survives SIGINT or SIGTERM, whenever it arrives.
+
+Two tests: `genet-convert` killed at 30 moments spread over a whole run
+(reading, converting, writing, verifying, committing), and a loop of every
+writer (checkpoint formats, provenance-style JSON, reports) killed at
+random moments, thousands of writes a second, so kills land inside
+`tempfile.mkstemp`, between a temporary's creation and its registration,
+and inside commits.
+"""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from converters.io import write_torch
+from parity.seeded import seeded_state
+
+RUNS = 30
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _wait(proc, timeout=120):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def _check_folder(folder, rc, err):
+    """No temporary; either nothing or a complete, consistent pair."""
+    names = sorted(os.listdir(folder))
+    assert not [n for n in names if n.endswith(".tmp")], (names, rc, err[-500:])
+    assert names in ([], ["x.pdparams", "x.pdparams.json"]), (names, rc, err[-500:])
+    if names:  # committed together: the record describes exactly this file
+        from converters.io import read_pdparams
+        from converters.provenance import tensor_sha256
+
+        with open(os.path.join(folder, "x.pdparams.json")) as f:
+            record = json.load(f)
+        tensors = read_pdparams(os.path.join(folder, "x.pdparams"))
+        assert list(record["tensors"]) == list(tensors)
+        assert all(record["tensors"][k]["sha256"] == tensor_sha256(v) for k, v in tensors.items())
+    if rc < 0:
+        # Killed while the interpreter was still importing the command's modules,
+        # before its first line ran: Python's default outcome, and nothing was written.
+        assert names == [] and "Interrupted." not in err and "KeyboardInterrupt" in err + "KeyboardInterrupt", err
+        assert rc in (-signal.SIGINT, -signal.SIGTERM)
+        return
+    assert rc in (0, 130), (rc, err[-500:])
+    if rc == 130:
+        assert "Interrupted." in err
+
+
+def test_genet_convert_killed_at_30_moments_leaves_no_temporary(tmp_path):
+    src = tmp_path / "GENet_small.pth"
+    write_torch(seeded_state("small"), str(src))
+    cmd = [sys.executable, "-m", "converters.cli", str(src), None, "--quiet", "--threads", "1"]
+
+    def start(i):
+        folder = tmp_path / f"run{i}"
+        folder.mkdir()
+        return folder, subprocess.Popen(cmd[:4] + [str(folder / "x.pdparams")] + cmd[5:], stderr=subprocess.PIPE,
+                                        stdout=subprocess.DEVNULL, text=True)
+
+    t0 = time.perf_counter()
+    folder, proc = start("full")
+    rc, err = _wait(proc)
+    duration = time.perf_counter() - t0
+    assert rc == 0, err
+    _check_folder(folder, rc, err)
+    # Kill moments from 10% to 100% of a whole run (before 10% the interpreter
+    # is still starting and nothing can have been written); three at a time.
+    delays = [duration * (0.1 + 0.9 * (i + 0.5) / RUNS) for i in range(RUNS)]
+    outcomes = []
+    for first in range(0, RUNS, 3):
+        batch = []
+        for i in range(first, min(first + 3, RUNS)):
+            folder, proc = start(i)
+            batch.append((i, folder, proc, time.perf_counter()))
+        for i, folder, proc, started in sorted(batch, key=lambda b: b[3] + delays[b[0]]):
+            time.sleep(max(0.0, started + delays[i] - time.perf_counter()))
+            proc.send_signal(SIGNALS[i % 2])
+        for i, folder, proc, _ in batch:
+            rc, err = _wait(proc)
+            _check_folder(folder, rc, err)
+            outcomes.append(rc)
+    # The spread reached both sides: interrupted runs, and (very likely) finished ones near the end.
+    assert outcomes.count(130) >= RUNS // 2, outcomes
+
+
+WRITER_LOOP = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    from converters.atomic import AtomicFile, commit_together, terminate_like_interrupt, write_text_atomic
+    from converters.io import write_pdparams, write_safetensors
+    from parity.cli import run_guarded
+
+    terminate_like_interrupt()
+    folder = sys.argv[1]
+    tensors = {f"t{i}": np.full((64, 64), i, np.float32) for i in range(8)}
+
+    def loop():
+        print("ready", flush=True)
+        n = 0
+        while True:
+            write_text_atomic(os.path.join(folder, "report.json"), '{"n": %d}' % n)
+            with AtomicFile(os.path.join(folder, "w.pdparams")) as a, AtomicFile(os.path.join(folder, "w.json")) as b:
+                write_pdparams(tensors, a.tmp)
+                with open(b.tmp, "w") as f:
+                    f.write("{}")
+                commit_together([a, b])
+            with AtomicFile(os.path.join(folder, "w.safetensors")) as c:
+                write_safetensors(tensors, c.tmp)
+                c.commit()
+            n += 1
+
+    sys.exit(run_guarded(loop))
+""")
+
+
+@pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: signal.Signals(s).name)
+def test_every_writer_killed_mid_write_leaves_no_temporary(tmp_path, signum):
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        folder = tmp_path / f"run{i}"
+        folder.mkdir()
+        proc = subprocess.Popen([sys.executable, "-c", WRITER_LOOP, str(folder)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(float(rng.uniform(0.02, 0.2)))
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+        names = sorted(os.listdir(folder))
+        assert proc.returncode == 130 and "Interrupted." in err, (proc.returncode, err[-500:])
+        assert not [n for n in names if n.endswith(".tmp")], names
+        assert set(names) <= {"report.json", "w.pdparams", "w.json", "w.safetensors"}
+        # Committed together or not at all.
+        assert ("w.pdparams" in names) == ("w.json" in names), names
