@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 
 DESCRIPTION = """\
@@ -69,6 +68,8 @@ def _fmt_bytes(n) -> str:
 
 def summary_rows(result):
     """(label, plain text) rows of the summary; verdicts carry a style."""
+    from parity.tolerances import FACTOR, FLOOR_ULPS
+
     s, v = result["summary"], result["verification"]
     rows = [("source", f"{result['src']}\nsha256 {result['src_sha256']}"),
             ("destination", result["dst"] + ("" if result["status"] == "ok" else "  (not written)")),
@@ -90,9 +91,21 @@ def summary_rows(result):
     else:
         rows.append(("verification", ("PASS" if v["passed"] else "FAIL", "green" if v["passed"] else "bold red")))
         rows.append(("compared", f"{v['source_model']} vs {v['destination_model']}, {v['input']}"))
-        rows.append(("max abs diff", f"{v['max_abs_diff']:.3g} (allowed {v['tolerance_abs']:.3g} = 1e-4 x max "
-                                     f"|logit| {v['ref_max_abs']:.3g})"))
-        rows.append(("relative L2", f"{v['rel_l2']:.3g} (allowed {v['rel_l2_tolerance']:.0e})"))
+        rows.append(("reference", v["reference"]))
+        for model in dict.fromkeys(j["candidate"] for j in v["judgements"]):
+            mine = [j for j in v["judgements"] if j["candidate"] == model]
+            worst = max(mine, key=lambda j: j["margin"])
+            logits = mine[-1]
+            rows.append(("judged", f"{model}: logits max abs error {logits['error']:.3g}, bound {logits['bound']:.3g} "
+                                   f"= {FACTOR:g} x {logits['reference']} error {logits['reference_error']:.3g} + "
+                                   f"{FLOOR_ULPS:g} ulp of {logits['scale']:.3g}, margin {logits['margin']:.3g}; "
+                                   f"worst of {len(mine)} checkpoints {worst['name']}, margin {worst['margin']:.3g}"))
+        if v.get("first_divergent"):
+            rows.append(("first divergent", (v["first_divergent"], "bold red")))
+        if v.get("nonfinite"):
+            rows.append(("non-finite", (v["nonfinite"], "bold red")))
+        rows.append(("dst vs src", f"max abs diff {v['max_abs_diff']:.3g} (max |logit| {v['ref_max_abs']:.3g}), "
+                                   f"relative L2 {v['rel_l2']:.3g}, cosine {v['cosine']:.9f} (reported)"))
         rows.append(("top-1 agreement", f"{v['top1_agreement']:.0%}"))
         rows.append(("read back", f"{v['tensors_read_back']} tensors bit-identical to those meant to be written"))
     if result["provenance"] and result["status"] == "ok":
@@ -112,6 +125,12 @@ def render(result, console) -> None:
     for label, value in summary_rows(result):
         t.add_row(label, Text(*value) if isinstance(value, tuple) else Text(value))
     console.print(t)
+
+
+def _json(d) -> str:
+    from parity.report import to_json_line
+
+    return to_json_line(d)
 
 
 def _run(args, state) -> int:
@@ -141,41 +160,43 @@ def _run(args, state) -> int:
             raise
         result = e.result.to_dict()
         if args.json:
-            print(json.dumps(dict(result, exit_code=1, error=str(e))))
+            print(_json(dict(result, exit_code=1, error=str(e))))
             state["printed"] = True
         elif show:
             render(result, console)
         raise
     if args.json:
-        print(json.dumps(dict(result, exit_code=0)))
+        print(_json(dict(result, exit_code=0)))
     elif show:
         render(result, console)
     return 0
 
 
-def _interrupt(signum, frame):
-    # A plain `kill` unwinds like Ctrl-C, so the temporary output is removed.
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     from parity.cli import run_guarded
-    from parity.runtime import configure_threads
 
-    args = build_parser().parse_args(argv)
-    configure_threads(args.threads)
-    signal.signal(signal.SIGTERM, _interrupt)
+    from .atomic import terminate_like_interrupt
+
+    # A plain `kill` unwinds like Ctrl-C, so no temporary output survives it;
+    # everything after this line runs guarded (a signal while torch is still
+    # importing is "Interrupted.", exit 130, like any other).
+    terminate_like_interrupt()
     state = {}
 
-    def guarded(a):
+    def guarded(argv):
+        from parity.runtime import configure_threads
+
+        args = build_parser().parse_args(argv)
+        state["json"] = args.json
+        configure_threads(args.threads)
         try:
-            return _run(a, state)
+            return _run(args, state)
         except BaseException as e:
             state["error"] = f"{type(e).__name__}: {e}" if not hasattr(e, "exit_code") else str(e)
             raise
 
-    code = run_guarded(guarded, args)
-    if args.json and code != 0 and not state.get("printed"):
+    code = run_guarded(guarded, argv)
+    if state.get("json") and code != 0 and not state.get("printed"):
         print(json.dumps({"status": "error", "exit_code": code, "error": state.get("error", "")}))
     return code
 

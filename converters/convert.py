@@ -18,7 +18,8 @@ import numpy as np
 
 from . import fuse
 from .errors import CheckpointError, VerificationError
-from .io import AtomicFile, write_pdparams, write_safetensors, write_torch
+from .atomic import AtomicFile, commit_together
+from .io import write_pdparams, write_safetensors, write_torch
 from .load import LoadedWeights, check_finite, load_weights, to_layout
 from .mapping import TRANSPOSE, mapping_table
 
@@ -240,11 +241,12 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
             dst_layout=layout, mapping_table_version=table_version, summary=summary, notes=notes,
             verification=verification, seconds=0.0, timings=timings)
         if result.status != "ok":
+            from .verify import summary_of as run_verification_summary
+
             result.seconds = time.perf_counter() - start
             err = VerificationError(
-                f"{dst}: not written. GENet_{source.arch} {source.layout} -> {layout}: max abs diff "
-                f"{verification['max_abs_diff']:.3g} (allowed {verification['tolerance_abs']:.3g}), relative L2 "
-                f"{verification['rel_l2']:.3g} (allowed {verification['rel_l2_tolerance']:.3g}).")
+                f"{dst}: not written. GENet_{source.arch} {source.layout} -> {layout}: "
+                f"{run_verification_summary(verification)}.")
             err.result = result
             raise err
         record = None
@@ -260,9 +262,7 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
                 summary=summary, verification=verification), dst + ".json")
             timings["provenance"] = time.perf_counter() - t
         try:
-            out.commit()
-            if record is not None:
-                record.commit()
+            commit_together([out] + ([record] if record is not None else []))
         finally:
             if record is not None:
                 record.discard()

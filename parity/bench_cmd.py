@@ -79,7 +79,8 @@ def render(result: dict, console) -> None:
                   f"{r['top1_agreement']:.0%}", "[green]ok[/]" if r["check_pass"] else "[bold red]WRONG[/]")
     console.print(t)
     console.print("ms/img, p90, p99: per image, from the batch times. rel L2, top-1: logits against the float32 "
-                  "eager torch model on the same input (tolerance per dtype: parity.inference.REL_L2_TOLERANCE).")
+                  "eager torch model on the same input (reported); logits ok/WRONG: judged by the project's rule "
+                  "against the float64 recomputation, bar = eager torch at the same dtype (parity.tolerances).")
     for dt, f in result.get("compute_floor", {}).items():
         console.print(f"Compute floor {dt}: {f['flops_per_image'] / 1e9:.2f} GFLOP/img at {f['best_gflops']:.0f} "
                       f"GFLOP/s ({f['best_probe']}) = {f['ms_per_image']:.2f} ms/img")

@@ -110,6 +110,9 @@ def conversion_step(opts: CertifyOptions, arch: str, say) -> tuple:
     from converters import load_weights, to_layout
     from converters.convert import convert
     from converters.errors import VerificationError
+    from converters.verify import summary_of
+
+    from .tolerances import RULE
 
     dst = f"{opts.out_prefix}.pdparams"
     say(f"converting {opts.weights} -> {dst} (with verification)")
@@ -120,11 +123,10 @@ def conversion_step(opts: CertifyOptions, arch: str, say) -> tuple:
         result, failure = e.result.to_dict(), str(e)
     v = result.get("verification") or {}
     checks = [Check(
-        "conversion", "Conversion to Paddle, verified by the converter (logits of both models on a seeded input)",
-        PASS if result["status"] == "ok" else FAIL,
-        f"max |logit diff| <= {v.get('tolerance_abs', float('nan')):.3g}, relative L2 <= "
-        f"{v.get('rel_l2_tolerance', float('nan')):.3g}",
-        f"max |logit diff| {v.get('max_abs_diff', float('nan')):.3g}, relative L2 {v.get('rel_l2', float('nan')):.3g}",
+        "conversion", "Conversion to Paddle, verified by the converter (logits of both models on a seeded input, "
+                      "judged against a float64 recomputation)",
+        PASS if result["status"] == "ok" else FAIL, RULE,
+        summary_of(v) if v else "not verified",
         reason=failure or "", details=result)]
     paddle_path = dst if failure is None else None
     if opts.pdparams:
@@ -207,6 +209,22 @@ def evaluation_checks(summary: dict, opts: CertifyOptions, arch: str, precision:
     return checks
 
 
+def logit_check_row(summary: dict, precision: str) -> Check:
+    """The evaluation's start-up logit check (parity.evaluate.logit_check) as a certificate row."""
+    from .tolerances import RULE
+
+    runs = summary.get("logit_checks") or []
+    if not runs:
+        return Check(f"logits_{precision}", f"Logits of every framework within the rule ({precision})", NOT_RUN,
+                     RULE, "-", reason="no image was evaluated")
+    parts = [f"{fw} error {j['error']:.3g} <= bound {j['bound']:.3g}? margin {j['margin']:.3g}"
+             for c in runs for fw, j in c["judgements"].items()]
+    return Check(f"logits_{precision}",
+                 f"Logits of every framework on the first {runs[0]['n_images']} evaluation images, judged against "
+                 f"a float64 recomputation ({precision})",
+                 PASS if summary["logit_checks_pass"] else FAIL, RULE, "; ".join(parts), details={"checks": runs})
+
+
 def latency_step(arch, opts: CertifyOptions, official, say) -> Check:
     """parity.bench.measure_latency on the certified weights: every framework
     in eager and best inference mode, plus the input pipeline's images/s.
@@ -241,7 +259,7 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
 
     from .data import open_dataset, select
     from .decode import Decoder
-    from .evaluate import build_runners, evaluate, make_header, normalize_device
+    from .evaluate import build_runners, evaluate, logit_check, make_header, normalize_device
 
     start = time.perf_counter()
     device = normalize_device(opts.device)
@@ -286,8 +304,10 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
                                   "paddle": os.path.basename(paddle_path)}, dataset, opts.limit, None, len(samples))
             summary = evaluate(runners, dataset, samples, header, f"{opts.out_prefix}.eval_{precision}.jsonl",
                                resume=opts.resume, skip_bad=opts.skip_bad, batch_size=opts.batch_size,
-                               workers=opts.workers, on_batch=on_batch)
+                               workers=opts.workers, on_batch=on_batch,
+                               check=logit_check(arch, official, runners, device, precision))
             evaluations[precision] = summary
+            checks.append(logit_check_row(summary, precision))
             if summary["n_evaluated"] == 0:
                 checks.append(Check(f"evaluation_{precision}", f"Evaluation ({precision})", FAIL, "-", "0 images",
                                     reason="no image could be evaluated"))

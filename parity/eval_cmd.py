@@ -90,7 +90,7 @@ def run_eval(args, console=None) -> dict:
     from rich.console import Console
 
     from .data import launcher_rank, open_dataset, parse_shard, select
-    from .evaluate import build_runners, evaluate, make_header, normalize_device
+    from .evaluate import build_runners, evaluate, logit_check, make_header, normalize_device
     from .runtime import default_threads
 
     console = console or Console(stderr=True)
@@ -107,9 +107,10 @@ def run_eval(args, console=None) -> dict:
     # The data are checked (every listed file present) before any model is built.
     dataset = open_dataset(args.data, args.list)
     samples = select(dataset.samples, args.limit, shard)
+    # The torch-layout weights are needed even for --framework paddle: the
+    # start-up logit check's float64 recomputation is built from them.
     arch, official, paddle_state, provenance = load_states(
-        args.arch, args.weights, args.seeded, args.pdparams,
-        need_torch="torch" in frameworks, need_paddle="paddle" in frameworks)
+        args.arch, args.weights, args.seeded, args.pdparams, need_torch=True, need_paddle="paddle" in frameworks)
     runners = build_runners(arch, frameworks, official, paddle_state, device, args.precision)
     header = make_header(arch, args.precision, device, runners, provenance, dataset, args.limit, shard, len(samples))
     results = args.results or default_results_path(arch, args.precision, shard)
@@ -118,7 +119,8 @@ def run_eval(args, console=None) -> dict:
         console.print(f"[dim]{label}[/]")
     with _progress(console, len(samples), frameworks) as on_batch:
         summary = evaluate(runners, dataset, samples, header, results, resume=args.resume, skip_bad=args.skip_bad,
-                           batch_size=args.batch_size, workers=workers, on_batch=on_batch)
+                           batch_size=args.batch_size, workers=workers, on_batch=on_batch,
+                           check=logit_check(arch, official, runners, device, args.precision))
     console.print(f"Per-image predictions: {os.path.abspath(results)}")
     return summary
 
@@ -184,6 +186,12 @@ def print_summary(console, s: dict):
                           + ", ".join(f"{fw} {d[fw]}" for fw in s["frameworks"]))
         if s["n_disagree"] > DISAGREEMENTS_SHOWN:
             console.print(f"  ... and {s['n_disagree'] - DISAGREEMENTS_SHOWN} more (all in the JSON summary)")
+    for c in s.get("logit_checks") or []:
+        where = f" (shard {c['shard'][0]}/{c['shard'][1]})" if c.get("shard") else ""
+        parts = ", ".join(f"{fw} margin {j['margin']:.3g}" for fw, j in c["judgements"].items())
+        verdict = "[green]PASS[/]" if c["pass"] else "[bold red]FAIL[/]"
+        console.print(f"Start-up logit check{where}, first {c['n_images']} images vs a float64 recomputation "
+                      f"(bar: 16 x torch {c['precision']} error): {parts}: {verdict}")
     if s["n_bad"]:
         console.print(f"[yellow]Skipped {s['n_bad']} image(s) that failed to decode:[/]")
         for b in s["bad_images"][:DISAGREEMENTS_SHOWN]:
@@ -206,4 +214,4 @@ def run(args) -> int:
     print_summary(Console(), summary)
     if args.json:
         write_json(args.json, summary)
-    return 0
+    return 1 if summary["logit_checks_pass"] is False else 0

@@ -9,7 +9,10 @@ which is what makes `--resume` and `merge` give exactly a single run's summary.
 Results file: line 1 is a header {"type": "header", ...} naming everything
 that must match to continue or merge it; then one line per image,
 {"type": "image", "index", "path", "label", "pred": {framework: top-5}, ...}
-or {"type": "bad", "index", "path", "label", "error"} under --skip-bad.
+or {"type": "bad", "index", "path", "label", "error"} under --skip-bad; and,
+once per run (and once per resumption), {"type": "check", ...}: the start-up
+logit check, every runner's logits on the first images judged by the
+project's rule against a float64 recomputation (`logit_check`).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ FRAMEWORKS = ("torch", "paddle")
 PRECISIONS = ("float32", "float16", "bfloat16")
 TOPK = 5
 # Header fields that a resumed run or a merged shard must share exactly.
+RECORD_TYPES = ("image", "bad")  # the per-image records; "check" records hold the start-up logit check
 IDENTITY_FIELDS = ("version", "arch", "precision", "device", "frameworks", "runners", "weights", "dataset", "limit")
 
 
@@ -144,6 +148,32 @@ def build_runners(arch: str, frameworks: Sequence[str], official_state=None, pad
     return runners
 
 
+# ---------------------------------------------------------------- start-up logit check
+CHECK_IMAGES = 8  # images of the first batch the check judges (float64 is a few times float32's cost)
+
+
+def logit_check(arch: str, official_state, runners: Dict[str, object], device: str = "cpu",
+                precision: str = "float32", n_images: int = CHECK_IMAGES) -> Callable[[np.ndarray], dict]:
+    """A function that judges every runner's logits on (the first
+    `n_images` of) a batch with the project's rule: the truth is the float64
+    recomputation with `official_state`, the bar eager torch at `precision`.
+    `evaluate` calls it on the first batch it runs and records the result."""
+    from .reference import float64_logits, torch_logits
+    from .tolerances import judge
+
+    def check(x: np.ndarray) -> dict:
+        x = np.ascontiguousarray(x[:n_images])
+        truth = float64_logits(arch, official_state, x)
+        bar = torch_logits(arch, official_state, x, device=device, dtype=precision)
+        judgements = {fw: judge(f"GENet_{arch} logits", run(x), truth, reference=bar, dtype=precision,
+                                candidate_label=run.label, reference_label=f"torch eager {precision}").to_dict()
+                      for fw, run in runners.items()}
+        return {"type": "check", "n_images": int(len(x)), "precision": precision,
+                "truth": "torch_ref float64 recomputation, same weights and images",
+                "judgements": judgements, "pass": all(j["passed"] for j in judgements.values())}
+    return check
+
+
 # ---------------------------------------------------------------- results file
 def make_header(arch: str, precision: str, device: str, runners: Dict[str, object], weights: dict,
                 dataset: Dataset, limit: Optional[int], shard, expected: int) -> dict:
@@ -197,6 +227,7 @@ class ResultsWriter:
     def __init__(self, path: str, header: dict, resume: bool):
         self.path = path
         self.done: Dict[int, dict] = {}
+        self.checks: List[dict] = []
         if os.path.exists(path) and os.path.getsize(path) > 0:
             if not resume:
                 raise DataError(path, "already exists; pass --resume to continue it, or choose another "
@@ -206,7 +237,8 @@ class ResultsWriter:
             if bad:
                 raise DataError(path, "cannot resume: it was written for a different run (differs in "
                                       f"{', '.join(bad)})")
-            self.done = {r["index"]: r for r in records}
+            self.done = {r["index"]: r for r in records if r["type"] in RECORD_TYPES}
+            self.checks = [r for r in records if r["type"] == "check"]
             self._f = open(path, "a", encoding="utf-8")
         else:
             parent = os.path.dirname(os.path.abspath(path))
@@ -232,7 +264,8 @@ def topk(logits: np.ndarray, k: int = TOPK) -> np.ndarray:
 
 def summarize(header: dict, records: Sequence[dict], expected: Optional[int] = None) -> dict:
     """The summary of a run from its header and records (any order)."""
-    records = sorted(records, key=lambda r: r["index"])
+    checks = [r for r in records if r["type"] == "check"]
+    records = sorted((r for r in records if r["type"] in RECORD_TYPES), key=lambda r: r["index"])
     images = [r for r in records if r["type"] == "image"]
     bad = [r for r in records if r["type"] == "bad"]
     fws = header["frameworks"]
@@ -250,6 +283,9 @@ def summarize(header: dict, records: Sequence[dict], expected: Optional[int] = N
         "top1": {fw: 100.0 * sum(correct[fw]) / n if n else None for fw in fws},
         "top5": {fw: 100.0 * sum(in_top5[fw]) / n if n else None for fw in fws},
         "correct_top1": {fw: sum(correct[fw]) for fw in fws},
+        # the start-up logit checks (one per run or resumption, per shard): None when none ran
+        "logit_checks": checks,
+        "logit_checks_pass": all(c["pass"] for c in checks) if checks else None,
     }
     if len(fws) == 2:
         a, b = fws
@@ -269,10 +305,12 @@ def summarize(header: dict, records: Sequence[dict], expected: Optional[int] = N
 # ---------------------------------------------------------------- the loop
 def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sample], header: dict,
              results_path: str, resume: bool = False, skip_bad: bool = False, batch_size: int = 32,
-             workers: int = 0, on_batch: Optional[Callable[[int, dict], None]] = None) -> dict:
+             workers: int = 0, on_batch: Optional[Callable[[int, dict], None]] = None,
+             check: Optional[Callable[[np.ndarray], dict]] = None) -> dict:
     """Evaluate `samples` with every runner on the same inputs; returns the summary.
 
-    on_batch(n_images_done_this_batch, running_counts) drives a progress display."""
+    on_batch(n_images_done_this_batch, running_counts) drives a progress display.
+    check: a `logit_check`, run on the first batch evaluated and recorded."""
     writer = ResultsWriter(results_path, header, resume)
     try:
         todo = [s for s in samples if s.index not in writer.done]
@@ -293,6 +331,10 @@ def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sam
                                                              "(pass --skip-bad to skip and list such images)")
                 records = [{"type": "bad", "index": s.index, "path": s.path, "label": s.label, "error": err}
                            for s, err in batch.failed]
+                if batch.samples and check is not None:
+                    writer.checks.append(check(batch.inputs))
+                    writer.write(writer.checks[-1:])
+                    check = None
                 if batch.samples:
                     logits = {fw: run(batch.inputs) for fw, run in runners.items()}
                     preds = {fw: topk(v) for fw, v in logits.items()}
@@ -317,5 +359,5 @@ def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sam
                     on_batch(len(records), counts)
     finally:
         writer.close()
-    return summarize(header, list(writer.done.values()))
+    return summarize(header, list(writer.done.values()) + writer.checks)
 

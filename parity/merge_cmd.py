@@ -13,7 +13,7 @@ def merge(paths) -> dict:
     """Summary of the union of shard files; refuses anything that would not
     equal a single run: different runs, missing, repeated or unfinished shards."""
     from .data import DataError
-    from .evaluate import identity_mismatch, read_results, summarize
+    from .evaluate import RECORD_TYPES, identity_mismatch, read_results, summarize
 
     loaded = [(p, *read_results(p)) for p in paths]
     first_path, first, _ = loaded[0]
@@ -39,8 +39,10 @@ def merge(paths) -> dict:
         missing = sorted(set(range(n)) - set(by_k))
         if missing:
             raise DataError(None, f"shard(s) {', '.join(f'{k}/{n}' for k in missing)} missing: give all {n} files")
-    records, expected = {}, 0
+    records, checks, expected = {}, [], 0
     for path, header, recs in loaded:
+        checks += [dict(r, shard=header.get("shard")) for r in recs if r["type"] == "check"]
+        recs = [r for r in recs if r["type"] in RECORD_TYPES]
         done = {r["index"] for r in recs}
         if len(done) != header["expected"]:
             raise DataError(path, f"is unfinished: {len(done)} of {header['expected']} images "
@@ -52,7 +54,7 @@ def merge(paths) -> dict:
                 raise DataError(path, f"image {r['path']} (index {r['index']}) is also in another shard")
             records[r["index"]] = r
         expected += header["expected"]
-    return summarize({**first, "shard": None}, list(records.values()), expected=expected)
+    return summarize({**first, "shard": None}, list(records.values()) + checks, expected=expected)
 
 
 def run(args) -> int:
@@ -64,4 +66,4 @@ def run(args) -> int:
     print_summary(Console(), summary)
     if args.json:
         write_json(args.json, summary)
-    return 0
+    return 1 if summary["logit_checks_pass"] is False else 0

@@ -79,3 +79,43 @@ def float64_logits(arch: str, state: Mapping[str, np.ndarray], x: np.ndarray, fu
     model = float64_model(arch, state, fused)
     with torch.no_grad():
         return model(torch.from_numpy(np.asarray(x)).to(torch.float64)).numpy()
+
+
+def torch_logits(arch: str, state: Mapping[str, np.ndarray], x: np.ndarray, fused: bool = False,
+                 device: str = "cpu", dtype: str = "float32") -> np.ndarray:
+    """Logits of eager torch (the reference framework) at `dtype` on `device`."""
+    import torch
+
+    from .inference import torch_device, torch_model
+
+    model = torch_model(arch, state, fused=fused, device=device, dtype=dtype)
+    with torch.inference_mode():
+        out = model(torch.from_numpy(np.asarray(x, np.float32)).to(device=torch_device(device), dtype=model.fc_linear.weight.dtype))
+    return out.float().cpu().numpy()
+
+
+def judge_logits(name: str, arch: str, state: Mapping[str, np.ndarray], x: np.ndarray, candidate: np.ndarray,
+                 dtype: str = "float32", fused: bool = False, device: str = "cpu", candidate_label: str = "",
+                 reference=None, f64=None):
+    """`parity.tolerances.judge` of a model's logits for `x`: the truth is the
+    float64 recomputation with `state` (torch layout, `fused` or not), the bar
+    eager torch at `dtype` on `device` (each computed unless given)."""
+    from .tolerances import judge
+
+    f64 = float64_logits(arch, state, x, fused=fused) if f64 is None else f64
+    if reference is None:
+        reference = torch_logits(arch, state, x, fused=fused, device=device, dtype=dtype)
+    return judge(name, candidate, f64, reference=reference, dtype=dtype, candidate_label=candidate_label,
+                 reference_label=f"torch eager {dtype}")
+
+
+def torch_state_of_paddle(model, arch: str, fused: bool = False):
+    """The torch-layout weights of a Paddle GENet (the mapping table's
+    inverse relayout): what its float64 recomputation is built from."""
+    from converters import fuse
+    from converters.mapping import mapping_table
+
+    tensors = {k: v.numpy() for k, v in model.state_dict().items()}
+    if fused:
+        return fuse.between_fused(tensors, fuse.PADDLE_FUSED, fuse.FUSED, arch)
+    return mapping_table(arch).convert(tensors, "paddle", "official")

@@ -144,6 +144,11 @@ def to_json(d: dict) -> str:
     return json.dumps(_json_safe(d), indent=2, allow_nan=False)
 
 
+def to_json_line(d: dict) -> str:
+    """`to_json` on one line (JSON-lines output, `--json` on stdout)."""
+    return json.dumps(_json_safe(d), allow_nan=False)
+
+
 def to_markdown(d: dict, max_rows: int = 400) -> str:
     lines = [f"### GENet_{d['arch']} layer diff: **{'PASS' if d['pass'] else 'FAIL'}**", "",
              f"- {_verdict_line(d)}", f"- {_tolerance_line(d)}"]

@@ -26,7 +26,7 @@ def imagenet_summary(user_weights, imagenet_dir, imagenet_list, imagenet_limit, 
     from converters.load import to_layout
 
     from parity.data import open_dataset, select
-    from parity.evaluate import build_runners, evaluate, make_header
+    from parity.evaluate import build_runners, evaluate, logit_check, make_header
     from parity.runtime import default_threads
 
     skip_without(user_weights, "genet_weights", "the ImageNet accuracy check")
@@ -36,12 +36,22 @@ def imagenet_summary(user_weights, imagenet_dir, imagenet_list, imagenet_limit, 
     arch = user_weights.arch
     dataset = open_dataset(imagenet_dir, imagenet_list)
     samples = select(dataset.samples, imagenet_limit)
-    runners = build_runners(arch, ["torch", "paddle"], to_layout(user_weights, "official"),
-                            to_layout(user_weights, "paddle"))
+    official = to_layout(user_weights, "official")
+    runners = build_runners(arch, ["torch", "paddle"], official, to_layout(user_weights, "paddle"))
     header = make_header(arch, "float32", "cpu", runners, {"source": user_weights.path, "sha256": user_weights.sha256},
                          dataset, imagenet_limit, None, len(samples))
     results = tmp_path_factory.mktemp("imagenet") / f"eval_{arch}.jsonl"
-    return evaluate(runners, dataset, samples, header, str(results), batch_size=32, workers=default_threads())
+    return evaluate(runners, dataset, samples, header, str(results), batch_size=32, workers=default_threads(),
+                    check=logit_check(arch, official, runners))
+
+
+def test_logits_within_the_rule_on_the_first_images(imagenet_summary):
+    """Both frameworks' logits on the first evaluation images, judged against a
+    float64 recomputation (parity.tolerances): the bar is torch float32's own error."""
+    s = imagenet_summary
+    failed = [f"{fw}: {j['error']:.3g} > {j['bound']:.3g} (margin {j['margin']:.3g})"
+              for c in s["logit_checks"] for fw, j in c["judgements"].items() if not j["passed"]]
+    assert s["logit_checks_pass"], f"GENet_{s['arch']}: logits out of the rule: {'; '.join(failed)}"
 
 
 def test_frameworks_agree_image_by_image(imagenet_summary):

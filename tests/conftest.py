@@ -38,3 +38,27 @@ def reference(name: str) -> np.ndarray:
 @pytest.fixture(params=ARCHS)
 def arch(request):
     return request.param
+
+
+def assert_matches_official(arch, state, x, candidate, official, dtype="float32", fused_state=None):
+    """`candidate` logits judged by the project's rule (parity.tolerances)
+    against a float64 recomputation of `state` on `x`, the bar set by the
+    official code's own float32 logits `official`. The official logits are
+    first judged the same way with torch_ref float32 as the bar, so neither
+    side can widen the bar unnoticed: a wrong architecture or wrong weights
+    put the official logits far from the recomputation. Returns the judgement."""
+    import torch
+
+    import torch_ref
+    from parity.reference import float64_logits
+    from parity.tolerances import judge
+
+    f64 = float64_logits(arch, state, x)
+    with torch.no_grad():
+        ours = torch_ref.load_state(torch_ref.build(arch), state)(torch.from_numpy(x)).numpy()
+    j0 = judge("official logits", official, f64, reference=ours, candidate_label="official code float32",
+               reference_label="torch_ref float32")
+    assert j0.passed, j0.describe()
+    j = judge("logits", candidate, f64, reference=official, dtype=dtype, reference_label="official code float32")
+    assert j.passed, j.describe()
+    return j

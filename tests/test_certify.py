@@ -15,8 +15,8 @@ from parity.certificate import to_html, to_json
 from parity.certify import (FAIL, INFO, NOT_APPLICABLE, NOT_RUN, PASS, SKIPPED, Check, CertifyOptions, Thresholds,
                             certify, evaluation_checks, verdict)
 
-EXPECTED_DEMO_CHECKS = {"conversion", "layer_diff", "torch_top1_vs_published_float32", "paddle_top1_vs_torch_float32",
-                        "agreement_float32", "evaluation_float16", "latency"}
+EXPECTED_DEMO_CHECKS = {"conversion", "layer_diff", "logits_float32", "torch_top1_vs_published_float32",
+                        "paddle_top1_vs_torch_float32", "agreement_float32", "evaluation_float16", "latency"}
 
 
 def parse(argv):
@@ -48,6 +48,7 @@ def test_demo_certificate_has_every_check_with_threshold_and_value(demo):
         assert c["status"] in (PASS, FAIL, NOT_RUN, NOT_APPLICABLE, SKIPPED, INFO) and c["title"]
         assert c["threshold"] and c["measured"]
     assert checks["conversion"]["status"] == PASS and checks["layer_diff"]["status"] == PASS
+    assert checks["logits_float32"]["status"] == PASS and "margin" in checks["logits_float32"]["measured"]
     assert checks["agreement_float32"]["status"] == PASS and checks["paddle_top1_vs_torch_float32"]["status"] == PASS
     assert checks["torch_top1_vs_published_float32"]["status"] == SKIPPED  # synthetic labels
     assert checks["evaluation_float16"]["status"] == SKIPPED and "no GPU" in checks["evaluation_float16"]["reason"]

@@ -10,8 +10,11 @@ def test_demo_reports_logit_parity_as_json(tmp_path, capsys):
     result = json.loads(out.read_text())
     (small,) = result["results"]
     assert result["pass"] is True and small["arch"] == "small"
-    # The official code's logits for these weights reach 2.318; the bound is 1e-4 of that.
-    assert 2.3 < small["ref_max_abs"] < 2.4 and small["max_abs"] <= small["tolerance"] < 2.4e-4
+    # The official code's logits for these weights reach 2.318. Paddle is judged against the float64
+    # recomputation; the bar is torch float32's own error there, which is float32 rounding noise.
+    assert 2.3 < small["ref_max_abs"] < 2.4
+    assert small["error_f64"] <= small["bound"] and small["margin"] <= 1
+    assert 0 < small["torch_error_f64"] < 2.4 * 2.0 ** -23 * 64  # a few dozen ulp of the logits' scale
     assert small["top1_agreement"] == 1.0
     assert "PASS" in capsys.readouterr().out
 

@@ -12,10 +12,10 @@ import torch
 from converters import CheckpointError, VerificationError, convert
 from converters.cli import main
 
+from .test_conversion_verdicts import inject
 from .test_convert import expected, write_source
 
 convert_module = importlib.import_module("converters.convert")
-verify_module = importlib.import_module("converters.verify")
 
 
 @pytest.fixture()
@@ -191,8 +191,7 @@ def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch, src, exc, e
 
 
 def test_verification_failure_writes_nothing(tmp_path, monkeypatch, src):
-    # Tolerances below the real cross-framework difference (~1e-6): the check must fail.
-    monkeypatch.setattr(verify_module, "LOGIT_RTOL", 1e-12)
+    inject(monkeypatch, "small", "fc weight scaled by 1.001")  # a converter bug the models must catch
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(VerificationError, match="not written") as e:
@@ -241,11 +240,35 @@ def test_cli_bad_input_exit_2(tmp_path, src, capsys):
 
 
 def test_cli_verification_failed_exit_1(tmp_path, monkeypatch, src, capsys):
-    monkeypatch.setattr(verify_module, "REL_L2_TOL", 1e-15)
+    inject(monkeypatch, "small", "BN variance +1% on channel 0 of the last BN")
+    assert main([src, str(tmp_path / "x.pdparams")]) == 1
+    captured = capsys.readouterr()
+    assert "Verification failed" in captured.err and "first out of the rule: pool" in captured.err
+    assert "FAIL" in captured.out and "first divergent" in captured.out
     assert main([src, str(tmp_path / "x.pdparams"), "--json"]) == 1
     res = json.loads(capsys.readouterr().out)
     assert res["status"] == "verification_failed" and res["exit_code"] == 1
     assert not (tmp_path / "x.pdparams").exists()
+
+
+def test_weights_that_overflow_in_the_forward_name_the_layer(tmp_path, capsys):
+    """Finite weights that are huge: float32 overflows to Inf inside the net.
+    Verification fails (exit 1) naming the first layer that produced a
+    non-finite value, without numpy's RuntimeWarnings (pytest -W error)."""
+    state = dict(expected("small", "official"))
+    key = "module_list.4.conv_list.0.0.weight"  # the first conv of super block 1
+    state[key] = state[key] * np.float32(1e38)  # finite (|w| < 3.4), but its sums overflow float32
+    path = _save_state(tmp_path, state)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main([path, str(out / "x.pdparams"), "--json"]) == 1
+    res = json.loads(capsys.readouterr().out)
+    v = res["verification"]
+    assert res["status"] == "verification_failed" and not v["passed"]
+    assert "torch GENet_small (official): first at module_list.4.conv_list.0.0" in v["nonfinite"], v["nonfinite"]
+    assert "paddle GENet_small (paddle): first at module_list.4.conv_list.0.0" in v["nonfinite"], v["nonfinite"]
+    assert "non-finite logits" in res["error"]
+    assert _listing(out) == []
 
 
 def test_cli_internal_error_exit_3(tmp_path, monkeypatch, src, capsys):

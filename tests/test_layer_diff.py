@@ -106,8 +106,10 @@ def test_reference_column_matches_official_block_outputs():
     assert expected <= rows
     assert set(got) == expected
     for x in got.values():
-        scale = max(abs(x.worst_torch), 1.0)
-        assert x.reference_max_abs < 1e-4 * scale and x.torch_reference_max_abs < 1e-4 * scale, x.torch_name
+        # Within the rule of the float64 recomputation, like torch and Paddle themselves: |official - torch|
+        # at most the bar plus torch's own error, |official - Paddle| at most twice the bar.
+        assert x.torch_reference_max_abs <= x.tolerance + x.torch_error_f64, x.torch_name
+        assert x.reference_max_abs <= 2 * x.tolerance, x.torch_name
     assert r.passed
 
 
