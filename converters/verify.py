@@ -76,10 +76,12 @@ def import_paddle():
     import sys
     import warnings
 
+    from parity.runtime import paddle_log_flags  # its C++ log keeps errors only (see there)
+
     if "paddle" in sys.modules:
         return sys.modules["paddle"]
     buf = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stderr(buf):
+    with warnings.catch_warnings(), contextlib.redirect_stderr(buf), paddle_log_flags():
         warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
         import paddle
     kept = [line for line in buf.getvalue().splitlines() if line and not line.startswith(_PADDLE_IMPORT_NOISE)]
