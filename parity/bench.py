@@ -68,19 +68,29 @@ def time_loop(step: Callable[[], None], sync: Callable[[], None], warmup: int, i
 
 
 def _time_paths(paths, warmup: int, iters: int, interleave: bool, pause: float = 0.0,
-                clock=time.perf_counter) -> List[List[float]]:
+                clock=time.perf_counter, on_warm: Optional[Callable[[Optional[float]], None]] = None
+                ) -> List[List[float]]:
     """Seconds per iteration for each path (objects with .step, .sync and
     optionally .group). Interleaved, an untimed `pause` precedes each switch
     to another group: Paddle's OpenMP threads keep spinning for ~200 ms after
-    a run (KMP_BLOCKTIME) and slowed the torch run that followed (~10%)."""
+    a run (KMP_BLOCKTIME) and slowed the torch run that followed (~10%).
+    on_warm(estimated seconds of the timed part, or None) is called once,
+    after the warm-up and before the first timed iteration (for progress)."""
     if not interleave:
+        if on_warm:
+            on_warm(None)
         return [time_loop(p.step, p.sync, warmup, iters, clock) for p in paths]
     if warmup < 0 or iters < 1:
         raise ValueError(f"need warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
+    t0 = clock()
     for p in paths:
         for _ in range(warmup):
             p.step()
         p.sync()
+    if on_warm:
+        groups = len({getattr(p, "group", None) for p in paths})
+        on_warm((clock() - t0) / warmup * iters + (pause * groups * iters if groups > 1 else 0.0)
+                if warmup else None)
     out = [[] for _ in paths]
     last = None
     for _ in range(iters):
@@ -319,6 +329,7 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
     env = environment(device)  # before timing: the load average says how busy the cores were
 
     # The reference: float32 eager torch, unfolded, on the same input.
+    say(f"GENet_{arch} batch {batch} on {device}: the reference logits (torch eager float32)")
     ref_model = inference.torch_model(arch, state, device=device)
     with torch.inference_mode():
         reference = ref_model(torch.from_numpy(x).to(inference.torch_device(device))).float().cpu().numpy()
@@ -348,12 +359,18 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
                     except _Unsupported as e:
                         entry["skipped"] = str(e)
     try:
-        say(f"timing {len(paths)} paths" + (", interleaved" if interleave else ""))
+        n_paths = len(paths)
+        say(f"warming up {n_paths} paths ({warmup} iterations each)")
+
+        def timing(estimate):
+            say(f"timing {n_paths} paths x {iters} iterations" + (", interleaved" if interleave else "")
+                + (f", about {estimate:.0f} s" if estimate is not None else ""))
         # Grouped within each round, with a pause at each group switch. Paddle
         # eager goes last: run just before a predictor it slowed the predictor
         # by ~50% here (measured: 30 vs 20.5 ms/img, GENet_large batch 8).
         order = sorted(range(len(paths)), key=lambda i: paths[i][1].group)
-        timed = _time_paths([paths[i][1] for i in order], warmup, iters, interleave, pause=SWITCH_PAUSE_S)
+        timed = _time_paths([paths[i][1] for i in order], warmup, iters, interleave, pause=SWITCH_PAUSE_S,
+                            on_warm=timing)
         times = [None] * len(paths)
         for i, seconds in zip(order, timed):
             times[i] = seconds
@@ -363,6 +380,8 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
             tol = inference.REL_L2_TOLERANCE[entry["dtype"]]
             entry.update({"label": path.label, "build_seconds": path.build_seconds,
                           **summarize_times(seconds, batch), **{k: v for k, v in path.extra.items() if k[0] != "_"},
+                          # every timed iteration, batch ms in timing order (the distribution plots)
+                          "iteration_ms": [round(1e3 * t, 6) for t in seconds],
                           "check": {"reference": "torch eager float32, BN unfolded, same input",
                                     "rel_l2": d.rel_l2, "max_abs": d.max_abs, "cosine": d.cosine,
                                     "top1_agreement": top1_agreement(logits, reference),
