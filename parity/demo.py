@@ -51,33 +51,34 @@ def logits_parity(arch: str, batch_size: int = 2) -> dict:
 
 
 def run(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
+    from .progress import Progress
+    from .textout import Column, Out
 
-    console = Console()
+    out = Out()
     archs = args.arch or ["small", "normal", "large"]
     results = []
-    with console.status("") as status:
-        for arch in archs:
-            status.update(f"GENet_{arch}: building both models, converting seeded weights, running…")
+    with Progress("demo") as progress:
+        for k, arch in enumerate(archs):
+            progress.stage(f"GENet_{arch} ({k + 1}/{len(archs)}): building both models, converting seeded weights, "
+                           "running both" + (f" (next: GENet_{archs[k + 1]})" if k + 1 < len(archs) else
+                                             "" if args.logits_only else " (next: the demo certificate)"))
             results.append(logits_parity(arch, args.batch_size))
-    table = Table(title="Seeded weights, PyTorch (reference) vs PaddlePaddle (converted): logits")
-    for col in ("GENet", "max abs diff", "allowed", "rel L2", "cosine", "top-1", "verdict"):
-        table.add_column(col, no_wrap=True)
-    for r in results:
-        table.add_row(r["arch"], f"{r['max_abs']:.3g}", f"{r['tolerance']:.3g}", f"{r['rel_l2']:.3g}",
-                      f"{r['cosine']:.7f}", f"{r['top1_agreement']:.0%}",
-                      "[green]PASS[/]" if r["pass"] else "[bold red]FAIL[/]")
-    console.print(table)
-    console.print("Tolerance: max abs diff <= 1e-4 x the largest reference logit. Weights: seeded "
-                  "(numpy seed 2020), not trained; input: seeded noise.")
+    columns = [Column("GENet"), Column("max abs diff", align="right"), Column("allowed", align="right"),
+               Column("rel L2", 1, "right"), Column("cosine", 2, "right"), Column("top-1 %", 1, "right"),
+               Column("verdict")]
+    rows = [[r["arch"], f"{r['max_abs']:.3g}", f"{r['tolerance']:.3g}", f"{r['rel_l2']:.3g}", f"{r['cosine']:.7f}",
+             f"{100 * r['top1_agreement']:.0f}", "PASS" if r["pass"] else "FAIL"] for r in results]
+    out.table(columns, rows, title="Seeded weights, PyTorch (reference) vs PaddlePaddle (converted): logits",
+              row_styles=[None if r["pass"] else "bold red" for r in results], hint="--json writes them")
+    out.print("Tolerance: max abs diff <= 1e-4 x the largest reference logit. Weights: seeded "
+              "(numpy seed 2020), not trained; input: seeded noise.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"pass": all(r["pass"] for r in results), "results": results}, f, indent=2)
     logits_ok = all(r["pass"] for r in results)
     if args.logits_only:
         return 0 if logits_ok else 1
-    console.rule("Demo certificate (genet-parity certify --demo)")
+    out.rule("Demo certificate (genet-parity certify --demo)")
     certificate_rc = _demo_certificate(args)
     return certificate_rc if logits_ok else 1
 
