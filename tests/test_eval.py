@@ -158,7 +158,11 @@ def test_shards_merged_equal_a_single_run(single_run, runners, photo_set, tmp_pa
     for k in (2, 0, 1):
         paths.append(str(tmp_path / f"s{k}.jsonl"))
         run(runners, photo_set, paths[-1], shard=(k, 3), batch_size=1)
-    assert merge(paths) == expected
+    merged = merge(paths)
+    # The logit gap depends on the batch size (oneDNN picks other kernels for batch 1 than for 2): not bit-exact.
+    gap, expected_gap = merged.pop("logit_max_abs_diff"), expected["logit_max_abs_diff"]
+    assert merged == {k: v for k, v in expected.items() if k != "logit_max_abs_diff"}
+    assert 0 <= gap < 1e-5 and 0 <= expected_gap < 1e-5
     with pytest.raises(DataError, match=r"shard\(s\) 0/3 missing"):
         merge(paths[:1] + paths[2:])
     with pytest.raises(DataError, match="repeats shard 2/3"):
