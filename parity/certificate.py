@@ -87,10 +87,22 @@ def _details(summary: str, body: str, open_: bool = False) -> str:
     return f"<details{' open' if open_ else ''}><summary>{summary}</summary>{body}</details>"
 
 
+def _clauses(text: str) -> List[str]:
+    """`text` split at the '; ' that lie outside parentheses."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and text.startswith("; ", i):
+            out.append(text[start:i])
+            start = i + 2
+    return out + [text[start:]]
+
+
 def _checks_table(cert: dict) -> str:
     rows, classes = [], []
     for c in cert["checks"]:
-        value = _e(c["measured"])
+        # the latency value lists one figure per path: one line each
+        value = "<br>".join(_e(x) for x in _clauses(c["measured"])) if c["id"] == "latency" else _e(c["measured"])
         if c.get("reason"):
             value += f'<div class="reason">{_e(c["reason"])}</div>'
         status = _badge(c["status"])

@@ -300,14 +300,14 @@ def latency_step(arch, opts: CertifyOptions, official, say) -> Check:
     timed = [r for r in data["results"] if "skipped" not in r]
     wrong = [r["label"] for r in timed if not r["check"]["pass"]]
     short = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
-    medians = ", ".join(f"{r['framework']} {r['mode']} {short.get(r['dtype'], r['dtype'])}"
+    medians = "; ".join(f"{r['framework']} {r['mode']} {short.get(r['dtype'], r['dtype'])}"
                         f"{' BN-folded' if r['bn_folded'] else ''} {r['ms_per_image']['median']:.3g}" for r in timed)
     skipped = [f"{r['framework']} {r['mode']} {r['dtype']} (not run: {r['skipped']})"
                for r in data["results"] if "skipped" in r]
     load = data["environment"].get("load_average")
     pipeline = "; ".join(f"input pipeline {p['images_per_s']:.3g} images/s with {p['workers']} worker(s)"
                          for p in data.get("pipeline", []))
-    measured = "; ".join([f"ms/image, median: {medians or 'none timed'}", *skipped,
+    measured = "; ".join([f"median ms/image: {medians or 'none timed'}", *skipped,
                           f"{data['batch_note']}, {data['warmup']} warm-up + {data['iters']} timed iterations",
                           *([f"load average {load[0]:.2f} on {data['environment'].get('cpu_count')} cores at the "
                              "start (other work slows every figure)"] if load else []),

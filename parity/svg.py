@@ -121,16 +121,27 @@ def strip_chart(rows: Sequence[dict], fig_id: str, label: str, unit: str, width:
                 row_height: int = 34) -> str:
     """One row per distribution: every value as a dot, the median as a black
     bar (its value at the right), the 90th percentile as a grey bar. rows:
-    [{"label", "values", "median", "p90", "short_unit"}]; a linear axis from 0."""
+    [{"label", "values", "median", "p90", "short_unit"}]; a linear axis from 0,
+    or a log axis when the values span more than 20x."""
     left, right, top, bottom = 230, 150, 14, 40
     pw = width - left - right
     height = top + row_height * max(1, len(rows)) + bottom
-    vmax = max([v for r in rows for v in (r["values"] or [r["median"], r["p90"]])] + [1e-12])
-    ticks = nice_ticks(0, vmax * 1.05)
-    span = max(ticks[-1], vmax * 1.05)
+    values = [v for r in rows for v in (list(r["values"]) + [r["median"], r["p90"]]) if v > 0]
+    vmin, vmax = (min(values), max(values)) if values else (1.0, 1.0)
+    log = vmax / vmin > 20  # outliers (a busy machine) would squash every median against zero
+    if log:
+        lo, hi = math.floor(math.log10(vmin)), math.ceil(math.log10(vmax))
+        hi = max(hi, lo + 1)
+        ticks = [m * 10.0 ** e for e in range(lo, hi + 1) for m in (1, 2, 5) if 10.0 ** lo <= m * 10.0 ** e <= 10.0 ** hi]
 
-    def x(v):
-        return left + pw * v / span
+        def x(v):
+            return left + pw * (math.log10(max(v, 10.0 ** lo)) - lo) / (hi - lo)
+    else:
+        ticks = nice_ticks(0, vmax * 1.05)
+        span = max(ticks[-1], vmax * 1.05)
+
+        def x(v):
+            return left + pw * v / span
 
     parts = _open(width, height, fig_id, label)
     for t in ticks:
@@ -150,7 +161,8 @@ def strip_chart(rows: Sequence[dict], fig_id: str, label: str, unit: str, width:
         parts.append(f'<text x="{left + pw + 10}" y="{cy + 4:.1f}">{r["median"]:.3g} {_esc(r.get("short_unit", ""))}'
                      '</text>')
     parts.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle" fill="{TEXT_MUTED}">'
-                 f'{_esc(unit)} (dots: every timed iteration; black bar: median; grey bar: 90th percentile)</text>')
+                 f'{_esc(unit)}{", log scale" if log else ""} (dots: every timed iteration; black bar: median; '
+                 'grey bar: 90th percentile)</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 
