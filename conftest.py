@@ -3,10 +3,13 @@
 Paddle warns "No ccache found" (a notice about compiling C++ extensions,
 which this project never does) once, when it is first imported. Importing it
 here under a filter for exactly that message keeps `pytest -W error` strict
-for every other warning, ours and Paddle's alike.
+for every other warning, ours and Paddle's alike. Its C++ log is set as the
+command-line tools set it (parity.runtime.paddle_log_flags).
 """
 import warnings
 
-with warnings.catch_warnings():
+from parity.runtime import paddle_log_flags
+
+with warnings.catch_warnings(), paddle_log_flags():
     warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
     import paddle  # noqa: F401

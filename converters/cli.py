@@ -114,17 +114,14 @@ def summary_rows(result):
     return rows
 
 
-def render(result, console) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    t = Table(title=f"genet-convert: {result['arch']} {result['src_layout']} ({result['src_format']}) -> "
-                    f"{result['dst_layout']} ({result['dst_format']})", show_header=False)
-    t.add_column(style="bold")
-    t.add_column(overflow="fold")
-    for label, value in summary_rows(result):
-        t.add_row(label, Text(*value) if isinstance(value, tuple) else Text(value))
-    console.print(t)
+def render(result, out) -> None:
+    """The summary as aligned `label  value` lines at the width of `out`
+    (parity.textout.Out: colour on a terminal, plain text in a log)."""
+    rows = summary_rows(result)
+    out.print(f"genet-convert: {result['arch']} {result['src_layout']} ({result['src_format']}) -> "
+              f"{result['dst_layout']} ({result['dst_format']})", style="bold")
+    styles = {label: value[1] for label, value in rows if isinstance(value, tuple)}
+    out.fields([(label, value[0] if isinstance(value, tuple) else value) for label, value in rows], styles=styles)
 
 
 def _json(d) -> str:
@@ -134,27 +131,25 @@ def _json(d) -> str:
 
 
 def _run(args, state) -> int:
-    from rich.console import Console
+    from parity.progress import Progress
+    from parity.textout import Out
 
     from .convert import convert
     from .errors import VerificationError
 
-    err_console = Console(stderr=True)
-    console = Console()
+    out = Out()
     show = not (args.json or args.quiet)
-    status = err_console.status("") if show and err_console.is_terminal else None
-    progress = (lambda msg: status.update(msg)) if status else None
+    status = Progress("genet-convert") if show else None
+    progress = status.say if status else None
     kwargs = dict(arch=args.arch, src_layout=args.layout, dst_layout=args.to_layout, fuse_bn=args.fuse_bn,
                   keep_dtype=args.keep_dtype, verify=args.verify, force=args.force,
                   trust_pickle=args.trust_pickle, batch_size=args.batch_size, progress=progress)
     try:
-        if status:
-            status.start()
         try:
             result = convert(args.src, args.dst, **kwargs).to_dict()
         finally:
             if status:
-                status.stop()
+                status.close()
     except VerificationError as e:
         if getattr(e, "result", None) is None:
             raise
@@ -163,12 +158,12 @@ def _run(args, state) -> int:
             print(_json(dict(result, exit_code=1, error=str(e))))
             state["printed"] = True
         elif show:
-            render(result, console)
+            render(result, out)
         raise
     if args.json:
         print(_json(dict(result, exit_code=0)))
     elif show:
-        render(result, console)
+        render(result, out)
     return 0
 
 

@@ -103,6 +103,8 @@ def import_paddle():
     import sys
     import warnings
 
+    from parity.runtime import paddle_log_flags  # its C++ log keeps errors only (see there)
+
     if "paddle" in sys.modules:
         return sys.modules["paddle"]
     from .atomic import reclaim_signal_handlers, signals_deferred
@@ -110,7 +112,7 @@ def import_paddle():
     buf = io.StringIO()
     # Never interrupted half-way (a half-imported Paddle can crash the interpreter
     # on exit): a signal that arrives meanwhile is handled right after.
-    with signals_deferred(), warnings.catch_warnings(), contextlib.redirect_stderr(buf):
+    with signals_deferred(), warnings.catch_warnings(), contextlib.redirect_stderr(buf), paddle_log_flags():
         warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
         import paddle
     # Paddle's import takes SIGTERM over at the C level; this tool's cleanup needs it back.

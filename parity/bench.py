@@ -68,19 +68,29 @@ def time_loop(step: Callable[[], None], sync: Callable[[], None], warmup: int, i
 
 
 def _time_paths(paths, warmup: int, iters: int, interleave: bool, pause: float = 0.0,
-                clock=time.perf_counter) -> List[List[float]]:
+                clock=time.perf_counter, on_warm: Optional[Callable[[Optional[float]], None]] = None
+                ) -> List[List[float]]:
     """Seconds per iteration for each path (objects with .step, .sync and
     optionally .group). Interleaved, an untimed `pause` precedes each switch
     to another group: Paddle's OpenMP threads keep spinning for ~200 ms after
-    a run (KMP_BLOCKTIME) and slowed the torch run that followed (~10%)."""
+    a run (KMP_BLOCKTIME) and slowed the torch run that followed (~10%).
+    on_warm(estimated seconds of the timed part, or None) is called once,
+    after the warm-up and before the first timed iteration (for progress)."""
     if not interleave:
+        if on_warm:
+            on_warm(None)
         return [time_loop(p.step, p.sync, warmup, iters, clock) for p in paths]
     if warmup < 0 or iters < 1:
         raise ValueError(f"need warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
+    t0 = clock()
     for p in paths:
         for _ in range(warmup):
             p.step()
         p.sync()
+    if on_warm:
+        groups = len({getattr(p, "group", None) for p in paths})
+        on_warm((clock() - t0) / warmup * iters + (pause * groups * iters if groups > 1 else 0.0)
+                if warmup else None)
     out = [[] for _ in paths]
     last = None
     for _ in range(iters):
@@ -323,7 +333,7 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
     # Every path's logits are judged by the project's rule (parity.tolerances):
     # the truth is the float64 recomputation (unfolded weights) on the same
     # input, the bar eager torch (unfolded) at the path's dtype.
-    say("float64 reference logits")
+    say(f"GENet_{arch} batch {batch} on {device}: the float64 reference logits")
     truth = float64_logits(arch, state, x)  # torch_ref float64, BN unfolded
     bars = {}
 
@@ -356,12 +366,18 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
                     except _Unsupported as e:
                         entry["skipped"] = str(e)
     try:
-        say(f"timing {len(paths)} paths" + (", interleaved" if interleave else ""))
+        n_paths = len(paths)
+        say(f"warming up {n_paths} paths ({warmup} iterations each)")
+
+        def timing(estimate):
+            say(f"timing {n_paths} paths x {iters} iterations" + (", interleaved" if interleave else "")
+                + (f", about {estimate:.0f} s" if estimate is not None else ""))
         # Grouped within each round, with a pause at each group switch. Paddle
         # eager goes last: run just before a predictor it slowed the predictor
         # by ~50% here (measured: 30 vs 20.5 ms/img, GENet_large batch 8).
         order = sorted(range(len(paths)), key=lambda i: paths[i][1].group)
-        timed = _time_paths([paths[i][1] for i in order], warmup, iters, interleave, pause=SWITCH_PAUSE_S)
+        timed = _time_paths([paths[i][1] for i in order], warmup, iters, interleave, pause=SWITCH_PAUSE_S,
+                            on_warm=timing)
         times = [None] * len(paths)
         for i, seconds in zip(order, timed):
             times[i] = seconds
@@ -372,6 +388,8 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
                       candidate_label=path.label, reference_label=f"torch eager {entry['dtype']}")
             entry.update({"label": path.label, "build_seconds": path.build_seconds,
                           **summarize_times(seconds, batch), **{k: v for k, v in path.extra.items() if k[0] != "_"},
+                          # every timed iteration, batch ms in timing order (the distribution plots)
+                          "iteration_ms": [round(1e3 * t, 6) for t in seconds],
                           # judged by the rule; rel L2, cosine and top-1 against torch eager float32 reported
                           "check": {**j.to_dict(), "pass": j.passed, "rel_l2": d.rel_l2, "cosine": d.cosine,
                                     "top1_agreement": top1_agreement(logits, bar("float32"))},

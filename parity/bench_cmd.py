@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 HELP = ("Latency in ms per image (median/p90/p99 after warm-up, device-resident input) of torch and Paddle, "
         "eager and best inference mode, with the input pipeline's images/s beside it.")
@@ -56,55 +55,63 @@ def _weights(args):
     return to_layout(w, "official"), w.arch
 
 
-def render(result: dict, console) -> None:
-    from rich.table import Table
-
+def render(result: dict, out) -> None:
+    """The latency table and its notes at the width of `out` (parity.textout.Out)."""
     from .bench import ratio_table
+    from .textout import Column
 
     short = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
-    t = Table(title=f"{result['arch']} latency, {result['device']}, {result['batch_note']}, "
-                    f"{result['warmup']} warm-up + {result['iters']} timed iterations")
-    t.add_column("path")
-    for col in ("ms/img", "p90", "p99", "img/s", "x torch eager", "x floor", "rel L2", "top-1"):
-        t.add_column(col, justify="right")
-    t.add_column("logits")
+    columns = [Column("path"), Column("ms/img", 0, "right"), Column("p90", 2, "right"), Column("p99", 3, "right"),
+               Column("img/s", 2, "right"), Column("x torch", 1, "right"), Column("x floor", 2, "right"),
+               Column("rel L2", 3, "right"), Column("top-1 %", 4, "right"), Column("logits")]
+    rows, styles, skipped = [], [], []
     for r in ratio_table(result):
         name = f"{r['framework']} {r['mode']} {short[r['dtype']]}{' BN-folded' if r['bn_folded'] else ''}"
         if "skipped" in r:
-            t.add_row(name, f"[dim]not run: {r['skipped']}[/]")
+            skipped.append(f"{name}: not run: {r['skipped']}")
             continue
-        fmt = lambda v, f, unit="": "" if v is None else format(v, f) + unit  # noqa: E731
-        t.add_row(name, f"{r['median']:.2f}", f"{r['p90']:.2f}", f"{r['p99']:.2f}", f"{r['images_per_s']:.1f}",
-                  fmt(r["vs_baseline"], ".2f", "x"), fmt(r["vs_floor"], ".2f", "x"), f"{r['rel_l2']:.1e}",
-                  f"{r['top1_agreement']:.0%}", "[green]ok[/]" if r["check_pass"] else "[bold red]WRONG[/]")
-    console.print(t)
-    console.print("ms/img, p90, p99: per image, from the batch times. rel L2, top-1: logits against the float32 "
-                  "eager torch model on the same input (reported); logits ok/WRONG: judged by the project's rule "
-                  "against the float64 recomputation, bar = eager torch at the same dtype (parity.tolerances).")
+        fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+        rows.append([name, f"{r['median']:.2f}", f"{r['p90']:.2f}", f"{r['p99']:.2f}", f"{r['images_per_s']:.1f}",
+                     fmt(r["vs_baseline"], ".2f"), fmt(r["vs_floor"], ".2f"), f"{r['rel_l2']:.1e}",
+                     f"{100 * r['top1_agreement']:.0f}", "ok" if r["check_pass"] else "WRONG"])
+        styles.append(None if r["check_pass"] else "bold red")
+    out.table(columns, rows, row_styles=styles, hint="--json writes every figure",
+              title=f"{result['arch']} latency, {result['device']}, {result['batch_note']}, "
+                    f"{result['warmup']} warm-up + {result['iters']} timed iterations")
+    for line in skipped:
+        out.print(line, style="dim", indent="  ")
+    out.print("ms/img, p90, p99: per image, from the batch times; x torch: against torch eager fp32; x floor: "
+              "against the compute floor. rel L2, top-1 %: logits against the float32 eager torch model on the "
+              "same input (reported); logits ok/WRONG: judged by the project's rule against a float64 "
+              "recomputation, the bar eager torch at the same dtype (parity.tolerances).", style="dim")
     for dt, f in result.get("compute_floor", {}).items():
-        console.print(f"Compute floor {dt}: {f['flops_per_image'] / 1e9:.2f} GFLOP/img at {f['best_gflops']:.0f} "
-                      f"GFLOP/s ({f['best_probe']}) = {f['ms_per_image']:.2f} ms/img")
+        out.print(f"Compute floor {dt}: {f['flops_per_image'] / 1e9:.2f} GFLOP/img at {f['best_gflops']:.0f} "
+                  f"GFLOP/s ({f['best_probe']}) = {f['ms_per_image']:.2f} ms/img")
     for p in result.get("pipeline", []):
-        console.print(f"Input pipeline (decode + preprocess, {p['workers']} worker{'s' if p['workers'] != 1 else ''}"
-                      f"{' = in-process' if p['workers'] == 0 else ''}): {p['images_per_s']:.0f} images/s "
-                      f"({p['source']}); measured apart from the model")
-    th = result["environment"]["threads"]
-    console.print(f"Threads: torch {th.get('torch')}, paddle {th.get('paddle')} (configured {th['configured']}); "
-                  f"load average at start {result['environment'].get('load_average')}; weights: {result['weights']}")
+        out.print(f"Input pipeline (decode + preprocess, {p['workers']} worker{'s' if p['workers'] != 1 else ''}"
+                  f"{' = in-process' if p['workers'] == 0 else ''}): {p['images_per_s']:.0f} images/s "
+                  f"({p['source']}); measured apart from the model")
+    env = result["environment"]
+    th = env["threads"]
+    load = env.get("load_average")
+    out.print(f"Load average {', '.join(f'{v:.2f}' for v in load) if load else 'unknown'} at the start"
+              + (f" ({', '.join(f'{v:.2f}' for v in env['load_average_end'])} at the end)"
+                 if env.get("load_average_end") else "")
+              + f" on {env.get('cpu_count')} cores: other work on the machine slows every figure.")
+    out.print(f"Threads: torch {th.get('torch')}, paddle {th.get('paddle')} (configured {th['configured']}); "
+              f"weights: {result['weights']}")
 
 
 def run(args) -> int:
-    from rich.console import Console
-
     from converters.io import write_text_atomic
 
     from .bench import measure_latency
-    from .runtime import configured_threads
-
     from .evaluate import normalize_device
+    from .progress import Progress
+    from .runtime import configured_threads
+    from .textout import Out
 
-    # Wide enough for the table when the output is a file or a pipe.
-    console = Console(width=None if sys.stdout.isatty() else 132)
+    out = Out()
     official, arch = _weights(args)
     device = normalize_device(args.device) if args.device else None
     if args.warmup < 0 or args.iters < 1 or (args.batch_size is not None and args.batch_size < 1):
@@ -114,16 +121,16 @@ def run(args) -> int:
     workers = args.pipeline_workers
     if workers is None:
         workers = sorted({0, configured_threads()})
-    with console.status("") as status:
+    with Progress("bench") as progress:
         result = measure_latency(arch, official, frameworks=tuple(args.framework or ("torch", "paddle")),
                                  modes=tuple(args.mode or ("eager", "best")), batch_size=args.batch_size,
                                  warmup=args.warmup, iters=args.iters, dtype=tuple(args.dtype or ("float32",)),
                                  fuse_bn={"no": False, "yes": True, "both": (False, True)}[args.fuse_bn],
                                  device=device, floor=args.floor, pipeline_workers=tuple(workers),
-                                 progress=lambda msg: status.update(f"timing {msg}…"))
+                                 progress=progress.say)
     if args.weights:
         result["weights"] = os.path.abspath(args.weights)
-    render(result, console)
+    render(result, out)
     if args.json:
         write_text_atomic(args.json, json.dumps(result, indent=2))
     wrong = [r for r in result["results"] if "check" in r and not r["check"]["pass"]]

@@ -64,6 +64,13 @@ def skip_without(value, name: str, what: str = "this test"):
     return value
 
 
+def skip_unless_all(what: str, **values):
+    """Skip naming every option still missing (keyword = option name)."""
+    missing = [OPTIONS[name].how() for name, value in values.items() if value is None]
+    if missing:
+        pytest.skip(f"{what} needs {' and '.join(missing)}")
+
+
 def _path(config, name):
     value = option_value(config, name)
     if value is not None and not os.path.exists(value):
@@ -138,3 +145,29 @@ def pytest_generate_tests(metafunc):
         else:
             archs = [arch] if arch else ["small", "normal", "large"]
         metafunc.parametrize("certified_arch", archs)
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """At the end of every run, each skipped check of this suite with its
+    reason, which names the option that enables it (no -rs needed)."""
+    skipped = []
+    for report in terminalreporter.stats.get("skipped", []):
+        path = os.path.abspath(os.path.join(str(config.rootpath), report.nodeid.split("::")[0]))
+        if path.startswith(HERE + os.sep):
+            skipped.append(report)
+    if not skipped:
+        return
+    terminalreporter.section(f"genet-parity: {len(skipped)} check(s) skipped, and what enables each", sep="-")
+    for report in skipped:
+        terminalreporter.write_line(f"SKIPPED {report.nodeid}: {_skip_reason(report)}")
+    terminalreporter.write_line(f"(options: {', '.join(o.flag for o in OPTIONS.values())}; "
+                                "each also an environment variable, see `pytest parity/ --help`)")

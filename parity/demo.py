@@ -53,34 +53,36 @@ def logits_parity(arch: str, batch_size: int = 2) -> dict:
 
 
 def run(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
+    from .progress import Progress
+    from .textout import Column, Out
 
-    console = Console()
+    out = Out()
     archs = args.arch or ["small", "normal", "large"]
     results = []
-    with console.status("") as status:
-        for arch in archs:
-            status.update(f"GENet_{arch}: building both models, converting seeded weights, running…")
+    with Progress("demo") as progress:
+        for k, arch in enumerate(archs):
+            progress.stage(f"GENet_{arch} ({k + 1}/{len(archs)}): building both models, converting seeded weights, "
+                           "running both" + (f" (next: GENet_{archs[k + 1]})" if k + 1 < len(archs) else
+                                             "" if args.logits_only else " (next: the demo certificate)"))
             results.append(logits_parity(arch, args.batch_size))
-    table = Table(title="Seeded weights, PyTorch (reference) vs PaddlePaddle (converted): logits")
-    for col in ("GENet", "paddle err", "torch err", "bound", "margin", "top-1", "verdict"):
-        table.add_column(col, no_wrap=True)
-    for r in results:
-        table.add_row(r["arch"], f"{r['error_f64']:.2e}", f"{r['torch_error_f64']:.2e}", f"{r['bound']:.2e}",
-                      f"{r['margin']:.3f}", f"{r['top1_agreement']:.0%}",
-                      "[green]PASS[/]" if r["pass"] else "[bold red]FAIL[/]")
-    console.print(table)
-    console.print("err: max abs logit error against a float64 recomputation. Rule: paddle err <= 16 x torch err + "
-                  "4 ulp of the logits' scale (margin = paddle err / bound). Weights: seeded (numpy seed 2020), not "
-                  "trained; input: seeded noise.")
+    columns = [Column("GENet"), Column("paddle err", align="right"), Column("torch err", align="right"),
+               Column("bound", align="right"), Column("margin", align="right"), Column("top-1 %", 1, "right"),
+               Column("verdict")]
+    rows = [[r["arch"], f"{r['error_f64']:.1e}", f"{r['torch_error_f64']:.1e}", f"{r['bound']:.1e}",
+             f"{r['margin']:.3f}", f"{100 * r['top1_agreement']:.0f}", "PASS" if r["pass"] else "FAIL"]
+            for r in results]
+    out.table(columns, rows, title="Seeded weights, PyTorch (reference) vs PaddlePaddle (converted): logits",
+              row_styles=[None if r["pass"] else "bold red" for r in results], hint="--json writes them")
+    out.print("err: max abs logit error against a float64 recomputation. Rule: paddle err <= 16 x torch err + "
+              "4 ulp of the logits' scale (margin = paddle err / bound). Weights: seeded (numpy seed 2020), not "
+              "trained; input: seeded noise.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"pass": all(r["pass"] for r in results), "results": results}, f, indent=2)
     logits_ok = all(r["pass"] for r in results)
     if args.logits_only:
         return 0 if logits_ok else 1
-    console.rule("Demo certificate (genet-parity certify --demo)")
+    out.rule("Demo certificate (genet-parity certify --demo)")
     certificate_rc = _demo_certificate(args)
     return certificate_rc if logits_ok else 1
 

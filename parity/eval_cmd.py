@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 HELP = "Top-1/top-5 of PyTorch and PaddlePaddle on the same preprocessed images, with paired statistics."
 DISAGREEMENTS_SHOWN = 10
@@ -86,14 +85,13 @@ def default_results_path(arch, precision, shard):
 
 
 def run_eval(args, console=None) -> dict:
-    """Everything `eval` does, returning the summary (also used by `certify`)."""
-    from rich.console import Console
-
+    """Everything `eval` does, returning the summary. Progress goes to stderr
+    (or to `console.file`)."""
     from .data import launcher_rank, open_dataset, parse_shard, select
     from .evaluate import build_runners, evaluate, logit_check, make_header, normalize_device
+    from .progress import Progress
     from .runtime import default_threads
 
-    console = console or Console(stderr=True)
     shard = parse_shard(args.shard)
     device = normalize_device(args.device)
     launched = launcher_rank() if args.shard and args.shard.strip().lower() == "auto" else None
@@ -107,6 +105,8 @@ def run_eval(args, console=None) -> dict:
     # The data are checked (every listed file present) before any model is built.
     dataset = open_dataset(args.data, args.list)
     samples = select(dataset.samples, args.limit, shard)
+    progress = Progress("eval", stream=getattr(console, "file", None))
+    progress.stage("reading the weights, building the models")
     # The torch-layout weights are needed even for --framework paddle: the
     # start-up logit check's float64 recomputation is built from them.
     arch, official, paddle_state, provenance = load_states(
@@ -116,88 +116,69 @@ def run_eval(args, console=None) -> dict:
     results = args.results or default_results_path(arch, args.precision, shard)
     workers = default_threads() if args.workers is None else args.workers
     for label in header["runners"].values():
-        console.print(f"[dim]{label}[/]")
-    with _progress(console, len(samples), frameworks) as on_batch:
+        progress.note(label)
+    progress.stage(f"GENet_{arch}, {args.precision}, batches of {args.batch_size}", total=len(samples),
+                   unit="images")
+    with progress:
         summary = evaluate(runners, dataset, samples, header, results, resume=args.resume, skip_bad=args.skip_bad,
-                           batch_size=args.batch_size, workers=workers, on_batch=on_batch,
+                           batch_size=args.batch_size, workers=workers,
+                           on_batch=lambda n, counts: progress.update(advance=n, detail=batch_detail(counts, frameworks)),
                            check=logit_check(arch, official, runners, device, args.precision))
-    console.print(f"Per-image predictions: {os.path.abspath(results)}")
+    progress.note(f"per-image predictions: {os.path.abspath(results)}")
     return summary
 
 
-class _progress:
-    """A rich progress bar: images/s, top-1 so far per framework, agreement, ETA."""
-
-    def __init__(self, console, total, frameworks):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.frameworks = frameworks
-        self.progress = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[acc]}"),
-                                 TimeRemainingColumn(), console=console, transient=False)
-        self.task = self.progress.add_task("eval", total=total, rate="", acc="")
-        self.start, self.fresh = None, 0
-
-    def __enter__(self):
-        self.progress.start()
-        return self.update
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-
-    def update(self, n, counts):
-        if self.start is None:  # the first call reports resumed work, not speed
-            self.start = time.perf_counter()
-        else:
-            self.fresh += n
-        elapsed = time.perf_counter() - self.start
-        rate = f"{self.fresh / elapsed:.1f} img/s" if self.fresh and elapsed > 0 else ""
-        total = counts["n"]
-        acc = "  ".join(f"{fw} top-1 {100.0 * counts[fw] / total:.2f}%" for fw in self.frameworks) if total else ""
-        if total and len(self.frameworks) == 2:
-            acc += f"  agree {100.0 * counts['agree'] / total:.2f}%"
-        self.progress.update(self.task, advance=n, rate=rate, acc=acc)
+def batch_detail(counts: dict, frameworks) -> str:
+    """Top-1 so far per framework and their agreement, for a progress line."""
+    total = counts["n"]
+    if not total:
+        return ""
+    text = ", ".join(f"{fw} top-1 {100.0 * counts[fw] / total:.2f}%" for fw in frameworks)
+    if len(frameworks) == 2:
+        text += f", agree {100.0 * counts['agree'] / total:.2f}%"
+    return text
 
 
-def print_summary(console, s: dict):
-    from rich.table import Table
+def print_summary(out, s: dict):
+    """The summary at the width of `out` (a parity.textout.Out)."""
+    from .textout import Column
 
     def pct(v):
-        return "n/a" if v is None else f"{v:.3f}%"
+        return "n/a" if v is None else f"{v:.3f}"
 
-    t = Table(title=f"GENet_{s['arch']} on {s['n_evaluated']} images ({s['precision']}, {s['device']})")
-    for col in ("framework", "top-1", "top-5", "runner"):
-        t.add_column(col)
-    for fw in s["frameworks"]:
-        t.add_row(fw, pct(s["top1"][fw]), pct(s["top5"][fw]), s["runners"][fw])
-    console.print(t)
+    out.table([Column("framework"), Column("top-1 %", align="right"), Column("top-5 %", align="right"),
+               Column("runner", priority=1)],
+              [[fw, pct(s["top1"][fw]), pct(s["top5"][fw]), s["runners"][fw]] for fw in s["frameworks"]],
+              title=f"GENet_{s['arch']} on {s['n_evaluated']} images ({s['precision']}, {s['device']})",
+              hint="--json writes them")
     if "paired" in s:
         p = s["paired"]
         ci = p["top1_difference_ci_points"]
-        console.print(f"Top-1 agreement {pct(s['agreement_top1'])} ({s['n_disagree']} images differ); "
-                      f"largest logit difference {s['logit_max_abs_diff']:.3g}")
+        diff = "n/a" if s["logit_max_abs_diff"] is None else f"{s['logit_max_abs_diff']:.3g}"
+        out.print(f"Top-1 agreement {pct(s['agreement_top1'])}% ({s['n_disagree']} images differ); "
+                  f"largest logit difference {diff}")
         if ci:
-            console.print(f"Top-1 {p['a']} - {p['b']}: {p['top1_difference_points']:+.3f} points, "
-                          f"{100 * p['confidence']:.0f}% CI [{ci[0]:+.3f}, {ci[1]:+.3f}]; McNemar exact p = "
-                          f"{p['mcnemar_exact_p']:.4g} ({p['a_only_correct']} right only in {p['a']}, "
-                          f"{p['b_only_correct']} only in {p['b']})")
+            out.print(f"Top-1 {p['a']} - {p['b']}: {p['top1_difference_points']:+.3f} points, "
+                      f"{100 * p['confidence']:.0f}% CI [{ci[0]:+.3f}, {ci[1]:+.3f}]; McNemar exact p = "
+                      f"{p['mcnemar_exact_p']:.4g} ({p['a_only_correct']} right only in {p['a']}, "
+                      f"{p['b_only_correct']} only in {p['b']})")
         for d in s["disagreements"][:DISAGREEMENTS_SHOWN]:
-            console.print(f"  differs: {d['path']} (label {d['label']}): "
-                          + ", ".join(f"{fw} {d[fw]}" for fw in s["frameworks"]))
+            out.print(f"  differs: {d['path']} (label {d['label']}): "
+                      + ", ".join(f"{fw} {d[fw]}" for fw in s["frameworks"]), indent="    ")
         if s["n_disagree"] > DISAGREEMENTS_SHOWN:
-            console.print(f"  ... and {s['n_disagree'] - DISAGREEMENTS_SHOWN} more (all in the JSON summary)")
+            out.print(f"  ... and {s['n_disagree'] - DISAGREEMENTS_SHOWN} more (all in the JSON summary)")
     for c in s.get("logit_checks") or []:
         where = f" (shard {c['shard'][0]}/{c['shard'][1]})" if c.get("shard") else ""
         parts = ", ".join(f"{fw} margin {j['margin']:.3g}" for fw, j in c["judgements"].items())
-        verdict = "[green]PASS[/]" if c["pass"] else "[bold red]FAIL[/]"
-        console.print(f"Start-up logit check{where}, first {c['n_images']} images vs a float64 recomputation "
-                      f"(bar: 16 x torch {c['precision']} error): {parts}: {verdict}")
+        out.print(f"Start-up logit check{where}, first {c['n_images']} images vs a float64 recomputation "
+                  f"(bar: 16 x torch {c['precision']} error): {parts}: {'PASS' if c['pass'] else 'FAIL'}",
+                  style=None if c["pass"] else "bold red")
     if s["n_bad"]:
-        console.print(f"[yellow]Skipped {s['n_bad']} image(s) that failed to decode:[/]")
+        out.print(f"Skipped {s['n_bad']} image(s) that failed to decode:", style="yellow")
         for b in s["bad_images"][:DISAGREEMENTS_SHOWN]:
-            console.print(f"  {b['path']}: {b['error']}")
+            out.print(f"  {b['path']}: {b['error']}", indent="    ")
     if not s["complete"]:
-        console.print(f"[yellow]Incomplete: {s['n_evaluated'] + s['n_bad']} of {s['n_expected']} images done.[/]")
+        out.print(f"Incomplete: {s['n_evaluated'] + s['n_bad']} of {s['n_expected']} images done.", style="yellow")
 
 
 def write_json(path, data):
@@ -208,10 +189,10 @@ def write_json(path, data):
 
 
 def run(args) -> int:
-    from rich.console import Console
+    from .textout import Out
 
     summary = run_eval(args)
-    print_summary(Console(), summary)
+    print_summary(Out(), summary)
     if args.json:
         write_json(args.json, summary)
     return 1 if summary["logit_checks_pass"] is False else 0

@@ -36,6 +36,9 @@ def add_arguments(p):
     o.add_argument("--html", metavar="PATH", help="write a self-contained HTML report with an error plot")
     o.add_argument("--markdown", metavar="PATH", help="write a Markdown report for pasting into an issue")
     o.add_argument("--summary-only", action="store_true", help="print the verdict, not the table of every layer")
+    o.add_argument("--wide", action="store_true",
+                   help="every column and full module paths, whatever the width (default: the columns that fit "
+                        "the terminal, or COLUMNS, or 80 in a log; short module paths)")
     p.add_argument("--threads", type=int, help="threads for both frameworks (default: all cores)")
 
 
@@ -115,14 +118,14 @@ def _check_gpu():
 
 
 def run(args) -> int:
-    from rich.console import Console
-
     from converters.errors import CheckpointError
 
     from . import report
     from .layer_diff import run_layer_diff
+    from .progress import Progress
+    from .textout import Out
 
-    console = Console(stderr=False)
+    out = Out(wide=args.wide)
     if (args.atol is None) != (args.rtol is None):
         raise CheckpointError(None, "give --atol and --rtol together, or neither")
     if args.batch_size < 1:
@@ -133,14 +136,18 @@ def run(args) -> int:
     inputs, iinfo = (None, None)
     if args.image:
         inputs, iinfo = _images(args.image, arch)
-    result = run_layer_diff(arch, official, paddle, inputs=inputs, batch_size=args.batch_size, dtype=args.dtype,
-                            atol=args.atol, rtol=args.rtol, progress=console.is_terminal, device=args.device,
-                            reference=args.reference, input_info=iinfo, weights_info=winfo)
+    with Progress("layers", unit="segments") as progress:
+        progress.stage(f"GENet_{arch}, {args.dtype} on {args.device}")
+        result = run_layer_diff(arch, official, paddle, inputs=inputs, batch_size=args.batch_size, dtype=args.dtype,
+                                atol=args.atol, rtol=args.rtol, device=args.device,
+                                progress=lambda done, total, label: progress.update(done=done, total=total,
+                                                                                   detail=label),
+                                reference=args.reference, input_info=iinfo, weights_info=winfo)
     d = result.to_dict()
-    report.print_report(d, console, table=not args.summary_only)
+    report.print_report(d, out, table=not args.summary_only, wide=args.wide)
     for path, render in ((args.json, report.to_json), (args.html, report.to_html),
                          (args.markdown, report.to_markdown)):
         if path:
             report.write_atomic(path, render(d))
-            console.print(f"wrote {path}")
+            out.print(f"wrote {path}")
     return 0 if result.passed else 1

@@ -58,12 +58,11 @@ def merge(paths) -> dict:
 
 
 def run(args) -> int:
-    from rich.console import Console
-
     from .eval_cmd import print_summary, write_json
+    from .textout import Out
 
     summary = merge(args.results)
-    print_summary(Console(), summary)
+    print_summary(Out(), summary)
     if args.json:
         write_json(args.json, summary)
     return 1 if summary["logit_checks_pass"] is False else 0

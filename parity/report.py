@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from typing import List, Optional
 
 
@@ -78,46 +79,96 @@ def _row(layer: dict) -> List[str]:
 
 # ---------------------------------------------------------------- terminal
 
-def rich_table(d: dict):
-    from rich.table import Table
+_SHORT = (
+    (re.compile(r"^module_list\.(\d+)(?:\.netblock)?$"), r"\1"),
+    (re.compile(r"^module_list\.(\d+)\.(conv_list|shortcut_list)\.(\d+)\.(\d+)$"), r"\1.\3.\2.\4"),
+    (re.compile(r"^module_list\.(\d+)\.unit_relu\.(\d+)$"), r"\1.\2.unit_relu"),
+)
 
-    first = d["first_divergent"]
-    t = Table(title=f"GENet_{d['arch']} layer diff: Paddle vs PyTorch ({d['dtype']}, {d['device']})",
-              caption="max abs .. cosine: accumulated (both models end to end); isolated: Paddle fed torch's "
-                      "input; amplif. = accumulated / isolated max abs")
-    for c in COLUMNS:
-        t.add_column(c, overflow="fold", no_wrap=c not in ("module (torch | paddle)",))
-    ref = any(layer["reference_max_abs"] is not None for layer in d["layers"])
-    if ref:
-        t.add_column("vs reference")
+
+def short_name(path: str) -> str:
+    """The short form of a module path, read block.unit.part.layer
+    (docs/layers.md): module_list.4.conv_list.1.3 -> 4.1.conv_list.3,
+    module_list.4.unit_relu.1 -> 4.1.unit_relu, module_list.1.netblock -> 1;
+    the pool and the fc keep their names. Unique within a table: torch's and
+    Paddle's paths of one module share it."""
+    for pattern, repl in _SHORT:
+        if pattern.match(path):
+            return pattern.sub(repl, path)
+    return path
+
+
+def _verdict_cell(layer: dict) -> str:
+    if layer["pass"]:
+        return "pass"
+    why = [w for w, bad in (("iso", not layer["isolated_pass"]), ("acc", not layer["accumulated_pass"]),
+                            ("hparams", bool(layer["hparam_mismatches"]))) if bad]
+    return "FAIL " + "+".join(why)
+
+
+def _judged(layer: dict, isolated: bool):
+    """(error, bound) the verdict compared: Paddle's error against the float64
+    recomputation and its bound; with --atol/--rtol, |Paddle - torch| and atol."""
+    if isolated:
+        err = layer.get("isolated_paddle_error_f64")
+        return (layer["isolated_max_abs"] if err is None else err), layer.get("isolated_tolerance")
+    err = layer.get("paddle_error_f64")
+    return (layer["max_abs"] if err is None else err), layer.get("tolerance")
+
+
+def terminal_columns(wide: bool = False):
+    from .textout import Column
+
+    return [Column("#", 3, "right"), Column("module (torch | paddle)" if wide else "module"), Column("kind", 2),
+            Column("shape", 5), Column("acc err", 1, "right"), Column("acc bound", 1, "right"),
+            Column("iso err", 1, "right"), Column("iso bound", 1, "right"), Column("max abs", 4, "right"),
+            Column("iso max abs", 4, "right"), Column("mean abs", 6, "right"), Column("max rel", 6, "right"),
+            Column("rel L2", 6, "right"), Column("cosine", 7, "right"), Column("amplif.", 6, "right"),
+            Column("verdict")]
+
+
+def terminal_rows(d: dict, wide: bool = False) -> List[List[str]]:
+    from .textout import sci
+
+    rows = []
     for layer in d["layers"]:
-        style = None
-        if first and layer["index"] == first["index"]:
-            style = "bold white on red"
-        elif not layer["pass"]:
-            style = "red"
-        cells = _row(layer)
-        if ref:
-            cells.append(_fmt(layer["reference_max_abs"]))
-        t.add_row(*cells, style=style)
-    return t
+        acc, acc_b = _judged(layer, False)
+        iso, iso_b = _judged(layer, True)
+        rows.append([str(layer["index"]), _names(layer) if wide else short_name(layer["torch_name"]), layer["kind"],
+                     "x".join(map(str, layer["shape"])), sci(acc), sci(acc_b), sci(iso), sci(iso_b),
+                     sci(layer["max_abs"]), sci(layer["isolated_max_abs"]), sci(layer["mean_abs"]),
+                     sci(layer["max_rel"]), sci(layer["rel_l2"]), f"{layer['cosine']:.9f}",
+                     sci(layer["amplification"]), _verdict_cell(layer)])
+    return rows
 
 
-def print_report(d: dict, console=None, table: bool = True) -> None:
-    from rich.console import Console
+TERMINAL_NOTE = ("acc: both models end to end; iso: the Paddle module fed torch's own input. err: Paddle's max abs "
+                 "error against the float64 recomputation (|Paddle - torch| with --atol/--rtol), bound: what it "
+                 "may reach. module: short form block.unit.part.layer (docs/layers.md; --wide: full paths).")
 
-    console = console or Console()
+
+def print_report(d: dict, out=None, table: bool = True, wide: bool = False) -> None:
+    """The verdict and, with `table`, every layer, at the width of `out` (a
+    parity.textout.Out; stdout by default)."""
+    from .textout import Out
+
+    out = out or Out(wide=wide)
     if table:
-        console.print(rich_table(d))
+        first = d["first_divergent"]
+        styles = [("bold white on red" if first and layer["index"] == first["index"] else
+                   None if layer["pass"] else "red") for layer in d["layers"]]
+        out.table(terminal_columns(wide), terminal_rows(d, wide),
+                  title=f"GENet_{d['arch']} layer diff: Paddle vs PyTorch ({d['dtype']}, {d['device']})",
+                  row_styles=styles, hint="--wide shows every column")
+        out.print(TERMINAL_NOTE, style="dim")
     if d.get("precision_note"):
-        console.print(f"[bold yellow]{d['precision_note']}[/]")
-    console.print(_tolerance_line(d))
+        out.print(d["precision_note"], style="bold yellow")
+    out.print(_tolerance_line(d))
     for f in d["failures"][:20]:
-        console.print(f"[red]- {f}[/]")
+        out.print(f"- {f}", style="red", indent="  ")
     if len(d["failures"]) > 20:
-        console.print(f"[red]- and {len(d['failures']) - 20} more[/]")
-    colour = "green" if d["pass"] else "bold red"
-    console.print(f"[{colour}]{_verdict_line(d)}[/] ({d['seconds']:.1f} s)")
+        out.print(f"- and {len(d['failures']) - 20} more", style="red")
+    out.print(f"{_verdict_line(d)} ({d['seconds']:.1f} s)", style="green" if d["pass"] else "bold red")
 
 
 # ---------------------------------------------------------------- files

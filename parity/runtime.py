@@ -6,6 +6,7 @@ environment before either framework is imported.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from typing import Optional
@@ -126,3 +127,28 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# ---------------------------------------------------------------- Paddle's C++ log
+# Paddle's C++ code logs through glog, straight to file descriptor 2, lines such
+# as "W1202 14:54:17.099637 12893 eager_utils.cc:3584] Paddle static graph(PIR)
+# not support input out tensor for now!!!!!" (every inference predictor build).
+# glog reads its flags from the environment once, when `import paddle` loads
+# the library, so they are set for that import only.
+PADDLE_LOG_FLAGS = {"GLOG_minloglevel": "2"}  # 2: errors and fatal errors only (no INFO, no WARNING)
+
+
+@contextlib.contextmanager
+def paddle_log_flags():
+    """Around `import paddle`: Paddle's C++ logger keeps only errors. A flag
+    the user set is left as it is (theirs wins: GLOG_minloglevel=0 shows
+    everything); the ones set here are removed again after the import, so
+    the environment the user gave reaches any process started later."""
+    ours = [k for k in PADDLE_LOG_FLAGS if k not in os.environ]
+    for k in ours:
+        os.environ[k] = PADDLE_LOG_FLAGS[k]
+    try:
+        yield
+    finally:
+        for k in ours:
+            os.environ.pop(k, None)

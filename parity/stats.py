@@ -58,3 +58,95 @@ def paired_summary(correct_a, correct_b, confidence: float = 0.95) -> dict:
     else:
         out.update(top1_difference_points=None, top1_difference_ci_points=None)
     return out
+
+
+# ---------------------------------------------------------------- one proportion
+def wilson_interval(k: float, n: float, confidence: float = 0.95):
+    """Wilson score interval for a proportion k / n (Wilson 1927; the choice
+    of Brown, Cai & DasGupta 2001): it stays inside [0, 1] and keeps its
+    coverage at k = 0 or k = n, where the Wald interval collapses to a point.
+    Counts may be fractional (projections to other sample sizes). Fractions."""
+    if n <= 0:
+        raise ValueError("need at least one image")
+    if not 0 <= k <= n:
+        raise ValueError(f"{k} successes out of {n} is impossible")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# ---------------------------------------------------------------- honest verdicts
+PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+MAX_IMAGES = 10 ** 9  # beyond this a projection is reported as "cannot be decided"
+
+
+def interval_verdict(interval, low: float = -math.inf, high: float = math.inf) -> str:
+    """PASS when the whole interval lies within [low, high], FAIL when it lies
+    wholly outside, INCONCLUSIVE when it straddles a bound: the sample is too
+    small to tell."""
+    lo, hi = interval
+    if lo >= low and hi <= high:
+        return PASS
+    if hi < low or lo > high:
+        return FAIL
+    return INCONCLUSIVE
+
+
+def images_needed(interval_at, n: int, low: float = -math.inf, high: float = math.inf):
+    """The smallest sample size m >= n at which `interval_at(m)` (the
+    interval projected at the observed rates) is decisive (PASS or FAIL), or
+    None when no size up to MAX_IMAGES would be (an observed value on the bound)."""
+    def decisive(m):
+        return interval_verdict(interval_at(m), low, high) != INCONCLUSIVE
+
+    if decisive(n):
+        return n
+    hi = max(2 * n, 2)
+    while not decisive(hi):
+        if hi >= MAX_IMAGES:
+            return None
+        hi *= 2
+    lo = hi // 2  # not decisive (or n)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if decisive(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def paired_difference_check(b: int, c: int, n: int, threshold_points: float, confidence: float = 0.95) -> dict:
+    """|accuracy A - accuracy B| <= threshold_points, judged on the paired
+    interval (paired_difference_ci): verdict, interval in points, and the
+    number of images that would decide it at the observed discordance rates."""
+    lo, hi = paired_difference_ci(b, c, n, confidence)
+    interval = [100.0 * lo, 100.0 * hi]
+    t = float(threshold_points)
+
+    def at(m):
+        s = m / n
+        lo_, hi_ = paired_difference_ci(b * s, c * s, m, confidence)
+        return 100.0 * lo_, 100.0 * hi_
+
+    status = interval_verdict(interval, -t, t)
+    return {"status": status, "interval_points": interval, "confidence": confidence, "n": n,
+            "images_needed": None if status != INCONCLUSIVE else images_needed(at, n, -t, t)}
+
+
+def proportion_check(k: int, n: int, minimum_pct: float, confidence: float = 0.95) -> dict:
+    """k / n >= minimum_pct percent, judged on the Wilson interval: verdict,
+    interval in percent, and the images that would decide it at the observed rate."""
+    lo, hi = wilson_interval(k, n, confidence)
+    interval = [100.0 * lo, 100.0 * hi]
+
+    def at(m):
+        lo_, hi_ = wilson_interval(k * m / n, m, confidence)
+        return 100.0 * lo_, 100.0 * hi_
+
+    status = interval_verdict(interval, float(minimum_pct), math.inf)
+    return {"status": status, "interval_pct": interval, "confidence": confidence, "n": n,
+            "images_needed": None if status != INCONCLUSIVE else images_needed(at, n, float(minimum_pct))}

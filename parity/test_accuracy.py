@@ -4,8 +4,12 @@ images (the pipeline of `genet-parity eval`).
     pytest parity/test_accuracy.py --genet-weights GENet_large.pth \\
         --imagenet-dir /data/val --imagenet-list val_list.txt [--imagenet-limit 2000]
 
-Skipped, naming the option, without weights or images. On any subset the
-frameworks must agree; only the full 50,000 images are held to the paper.
+Skipped, naming the options, without weights or images. On any subset the
+frameworks must agree, judged on 95% intervals as the certificate judges
+them (parity.stats): a check fails when its interval lies wholly outside the
+threshold and is skipped as INCONCLUSIVE, with the number of images that
+would decide it, when the sample is too small; only the full 50,000 images
+are held to the paper.
 The per-image results are kept in pytest's temporary folder
 (`genet-parity eval --resume` can continue them from the command line).
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-from parity.conftest import skip_without
+from parity.conftest import skip_unless_all
 
 MIN_AGREEMENT_PCT = 99.9
 PADDLE_TOP1_POINTS = 0.05
@@ -29,8 +33,7 @@ def imagenet_summary(user_weights, imagenet_dir, imagenet_list, imagenet_limit, 
     from parity.evaluate import build_runners, evaluate, logit_check, make_header
     from parity.runtime import default_threads
 
-    skip_without(user_weights, "genet_weights", "the ImageNet accuracy check")
-    skip_without(imagenet_dir, "imagenet_dir", "the ImageNet accuracy check")
+    skip_unless_all("the ImageNet accuracy check", genet_weights=user_weights, imagenet_dir=imagenet_dir)
     if user_weights.fused:
         pytest.skip(f"{user_weights.path} is BN-fused; evaluate the unfused checkpoint")
     arch = user_weights.arch
@@ -54,21 +57,41 @@ def test_logits_within_the_rule_on_the_first_images(imagenet_summary):
     assert s["logit_checks_pass"], f"GENet_{s['arch']}: logits out of the rule: {'; '.join(failed)}"
 
 
+def _decide(judged: dict, what: str, interval: str):
+    """FAIL raises, INCONCLUSIVE skips naming the sample that would decide it."""
+    from parity.stats import FAIL, INCONCLUSIVE
+
+    if judged["status"] == INCONCLUSIVE:
+        need = judged["images_needed"]
+        pytest.skip(f"INCONCLUSIVE: {what} on {judged['n']:,} images, 95% interval {interval} straddles the "
+                    "threshold; " + (f"about {need:,} images would decide it (--imagenet-limit {need} or more, "
+                                     "or the full val set)" if need else "no sample size decides it"))
+    assert judged["status"] != FAIL, f"{what}: 95% interval {interval} lies outside the threshold"
+
+
 def test_frameworks_agree_image_by_image(imagenet_summary):
+    from parity.stats import proportion_check
+
     s = imagenet_summary
     assert s["complete"] and s["n_bad"] == 0, f"{s['n_bad']} images failed to decode: {s['bad_images'][:5]}"
     shown = ", ".join(f"{d['path']} (torch {d['torch']}, paddle {d['paddle']})" for d in s["disagreements"][:10])
-    assert s["agreement_top1"] >= MIN_AGREEMENT_PCT, (
-        f"GENet_{s['arch']}: top-1 agreement {s['agreement_top1']:.3f}% < {MIN_AGREEMENT_PCT}% on "
-        f"{s['n_evaluated']} images; first disagreements: {shown}")
+    judged = proportion_check(s["n_evaluated"] - s["n_disagree"], s["n_evaluated"], MIN_AGREEMENT_PCT)
+    lo, hi = judged["interval_pct"]
+    _decide(judged, f"GENet_{s['arch']}: top-1 agreement {s['agreement_top1']:.3f}% (>= {MIN_AGREEMENT_PCT}% "
+                    f"required; first disagreements: {shown or 'none'})", f"[{lo:.3f}, {hi:.3f}]%")
 
 
 def test_paddle_top1_equals_torch_top1(imagenet_summary):
+    from parity.stats import paired_difference_check
+
     s = imagenet_summary
     gap = s["top1"]["paddle"] - s["top1"]["torch"]
-    assert abs(gap) <= PADDLE_TOP1_POINTS, (
-        f"GENet_{s['arch']}: Paddle top-1 {s['top1']['paddle']:.3f}% vs torch {s['top1']['torch']:.3f}% "
-        f"({gap:+.3f} points, allowed {PADDLE_TOP1_POINTS}); McNemar p = {s['paired']['mcnemar_exact_p']:.3g}")
+    p = s["paired"]
+    judged = paired_difference_check(p["a_only_correct"], p["b_only_correct"], s["n_evaluated"], PADDLE_TOP1_POINTS)
+    lo, hi = judged["interval_points"]  # torch - paddle
+    _decide(judged, f"GENet_{s['arch']}: Paddle top-1 {s['top1']['paddle']:.3f}% vs torch {s['top1']['torch']:.3f}% "
+                    f"({gap:+.3f} points, allowed +/-{PADDLE_TOP1_POINTS}; McNemar p = {p['mcnemar_exact_p']:.3g})",
+            f"[{-hi:+.3f}, {-lo:+.3f}] points (Paddle - torch)")
 
 
 def test_torch_top1_matches_the_paper(imagenet_summary, imagenet_limit):

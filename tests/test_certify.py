@@ -12,8 +12,8 @@ import pytest
 
 from parity import certify_cmd
 from parity.certificate import to_html, to_json
-from parity.certify import (FAIL, INFO, NOT_APPLICABLE, NOT_RUN, PASS, SKIPPED, Check, CertifyOptions, Thresholds,
-                            certify, evaluation_checks, verdict)
+from parity.certify import (FAIL, INCONCLUSIVE, INFO, NOT_APPLICABLE, NOT_RUN, PASS, SKIPPED, STATUSES, Check,
+                            CertifyOptions, Thresholds, certify, evaluation_checks, verdict)
 
 EXPECTED_DEMO_CHECKS = {"conversion", "layer_diff", "logits_float32", "torch_top1_vs_published_float32",
                         "paddle_top1_vs_torch_float32", "agreement_float32", "evaluation_float16", "latency"}
@@ -45,16 +45,20 @@ def test_demo_certificate_has_every_check_with_threshold_and_value(demo):
     checks = {c["id"]: c for c in cert["checks"]}
     assert set(checks) == EXPECTED_DEMO_CHECKS
     for c in checks.values():
-        assert c["status"] in (PASS, FAIL, NOT_RUN, NOT_APPLICABLE, SKIPPED, INFO) and c["title"]
+        assert c["status"] in STATUSES and c["title"]
         assert c["threshold"] and c["measured"]
     assert checks["conversion"]["status"] == PASS and checks["layer_diff"]["status"] == PASS
     assert checks["logits_float32"]["status"] == PASS and "margin" in checks["logits_float32"]["measured"]
-    assert checks["agreement_float32"]["status"] == PASS and checks["paddle_top1_vs_torch_float32"]["status"] == PASS
+    # 4 images cannot decide a 0.05-point difference or 99.9% agreement, whatever they show
+    for key in ("agreement_float32", "paddle_top1_vs_torch_float32"):
+        assert checks[key]["status"] == INCONCLUSIVE, checks[key]
+        assert checks[key]["images_needed"] > 1000 and "CI" in checks[key]["interval"]
+        assert f"{checks[key]['images_needed']:,} images would decide it" in checks[key]["reason"]
     assert checks["torch_top1_vs_published_float32"]["status"] == SKIPPED  # synthetic labels
     assert checks["evaluation_float16"]["status"] == SKIPPED and "no GPU" in checks["evaluation_float16"]["reason"]
     assert checks["latency"]["status"] == INFO and "ms/image" in checks["latency"]["measured"]
-    assert cert["verdict"] == "DEMO (PASS; not a reproduction certificate)"
-    assert "SYNTHETIC labels" in cert["demo_note"]
+    assert cert["verdict"] == "DEMO (INCONCLUSIVE; not a reproduction certificate)"
+    assert "SYNTHETIC labels" in cert["demo_note"] and cert["title"].startswith("DEMO certificate")
     assert cert["evaluation"]["float32"]["n_evaluated"] == 4
 
 
@@ -130,30 +134,63 @@ def test_a_tampered_pdparams_fails_and_the_layer_diff_names_the_layer(demo, tmp_
     assert any(i["role"] == "pdparams" for i in cert["inputs"])
 
 
-def summary(top1_torch, top1_paddle, agreement, n=50_000, complete=True):
-    return {"top1": {"torch": top1_torch, "paddle": top1_paddle}, "dataset": {"n_images": n}, "complete": complete,
-            "n_bad": 0, "n_evaluated": n, "agreement_top1": agreement, "n_disagree": round(n * (1 - agreement / 100)),
-            "paired": {"mcnemar_exact_p": 0.5, "top1_difference_ci_points": [-0.01, 0.01]}}
+def summary(torch_only, paddle_only, both_right, n=50_000, complete=True, disagree=None):
+    """A synthetic evaluation of n images: `torch_only` images right only in
+    torch, `paddle_only` right only in Paddle, `both_right` right in both;
+    `disagree` top-1 disagreements (default: every discordant image)."""
+    from parity.stats import paired_summary
+
+    torch_right = [True] * torch_only + [False] * paddle_only + [True] * both_right
+    paddle_right = [False] * torch_only + [True] * paddle_only + [True] * both_right
+    rest = n - len(torch_right)
+    torch_right += [False] * rest
+    paddle_right += [False] * rest
+    disagree = torch_only + paddle_only if disagree is None else disagree
+    return {"top1": {"torch": 100.0 * sum(torch_right) / n, "paddle": 100.0 * sum(paddle_right) / n},
+            "dataset": {"n_images": n}, "complete": complete, "n_bad": 0, "n_evaluated": n,
+            "agreement_top1": 100.0 * (n - disagree) / n, "n_disagree": disagree,
+            "paired": {"a": "torch", "b": "paddle", **paired_summary(torch_right, paddle_right)}}
 
 
-@pytest.mark.parametrize("t, p, agree, expected", [
-    (81.30, 81.30, 100.0, [PASS, PASS, PASS]),
-    (81.39, 81.35, 99.95, [PASS, PASS, PASS]),  # within 0.1 of 81.3, 0.04 of torch
-    (81.41, 81.41, 100.0, [FAIL, PASS, PASS]),  # 0.11 from the published figure
-    (81.30, 81.36, 100.0, [PASS, FAIL, PASS]),  # Paddle 0.06 from torch
-    (81.30, 81.30, 99.89, [PASS, PASS, FAIL]),  # agreement below 99.9%
+# 50,000 images, GENet_large (published 81.3%): 40,650 right is 81.30%
+@pytest.mark.parametrize("torch_only, paddle_only, both, disagree, expected", [
+    (0, 0, 40650, 0, [PASS, PASS, PASS]),
+    (3, 2, 40690, 5, [PASS, PASS, PASS]),  # 81.39% torch; Paddle -0.002 points, CI +/-0.01; 99.99% agreement
+    (0, 0, 40705, 0, [FAIL, PASS, PASS]),  # 81.41%: 0.11 from the published figure (exact on the full val)
+    (0, 100, 40650, 100, [PASS, FAIL, FAIL]),  # Paddle +0.2 points, CI [0.16, 0.24]; agreement 99.8% [99.76, 99.84]
+    (10, 10, 40640, 60, [PASS, PASS, INCONCLUSIVE]),  # agreement 99.88%, CI [99.85, 99.91] straddles 99.9
+    (20, 0, 40650, 20, [PASS, INCONCLUSIVE, PASS]),  # Paddle -0.04 points, CI [-0.058, -0.022] across -0.05
 ])
-def test_thresholds_decide_on_the_full_val_set(t, p, agree, expected):
+def test_a_large_sample_passes_fails_or_cannot_tell(torch_only, paddle_only, both, disagree, expected):
     opts = CertifyOptions(arch="large", weights="w", data="d", list_file=None, out_prefix="x")
-    checks = evaluation_checks(summary(t, p, agree), opts, "large", "float32")
-    assert [c.status for c in checks] == expected
+    checks = evaluation_checks(summary(torch_only, paddle_only, both, disagree=disagree), opts, "large", "float32")
+    assert [c.status for c in checks] == expected, [(c.status, c.measured, c.interval) for c in checks]
+    for c in checks[1:]:
+        assert (c.images_needed is not None) == (c.status == INCONCLUSIVE)
+        lo, hi = c.details["interval_points" if "paddle" in c.id else "interval_pct"]
+        assert lo <= hi and (f"{lo:+.3f}" in c.interval or f"{lo:.3f}" in c.interval)
+
+
+def test_the_decision_follows_the_interval_not_the_point():
+    """The same 0.000-point difference: INCONCLUSIVE on 18 images, PASS on 50,000."""
+    opts = CertifyOptions(arch="large", weights="w", data="d", list_file=None, out_prefix="x")
+    small = evaluation_checks(summary(0, 0, 0, n=18), opts, "large", "float32")
+    large = evaluation_checks(summary(0, 0, 0, n=50_000), opts, "large", "float32")
+    assert [c.status for c in small[1:]] == [INCONCLUSIVE, INCONCLUSIVE]
+    assert [c.status for c in large[1:]] == [PASS, PASS]
+    # 1.96 / (n + 2) <= 0.0005 from n = 3918 (Agresti-Min with no discordant image)
+    assert small[1].images_needed == 3918
+    assert evaluation_checks(summary(0, 0, 0, n=3918), opts, "large", "float32")[1].status == PASS
+    assert evaluation_checks(summary(0, 0, 0, n=3917), opts, "large", "float32")[1].status == INCONCLUSIVE
 
 
 def test_thresholds_are_configurable_and_subsets_are_not_judged_against_the_paper():
     opts = CertifyOptions(arch="large", weights="w", data="d", list_file=None, out_prefix="x",
                           thresholds=Thresholds(torch_top1_points=0.5, paddle_top1_points=0.1, min_agreement_pct=99.0))
-    assert [c.status for c in evaluation_checks(summary(81.7, 81.78, 99.5), opts, "large", "float32")] == [PASS] * 3
-    sub = evaluation_checks(summary(81.3, 81.3, 100.0, n=1000), opts, "large", "float32")
+    # torch 81.70% (0.4 from 81.3), Paddle +0.06 points (CI [+0.038, +0.082]), agreement 99.5% (CI [99.43, 99.56])
+    assert [c.status for c in evaluation_checks(summary(0, 30, 40850, disagree=250), opts, "large", "float32")] == \
+        [PASS, PASS, PASS]
+    sub = evaluation_checks(summary(0, 0, 813, n=1000), opts, "large", "float32")
     assert sub[0].status == NOT_APPLICABLE and "50,000" in sub[0].reason
 
 
@@ -166,3 +203,6 @@ def test_verdict():
     assert verdict([c(PASS), c(NOT_APPLICABLE)], demo=False) == "INCOMPLETE"
     assert verdict([c(NOT_RUN), c(FAIL)], demo=False) == FAIL
     assert verdict([c(PASS)], demo=True) == "DEMO (PASS; not a reproduction certificate)"
+    assert verdict([c(PASS), c(INCONCLUSIVE)], demo=False) == INCONCLUSIVE
+    assert verdict([c(INCONCLUSIVE), c(NOT_RUN)], demo=False) == "INCOMPLETE"  # missing work outranks
+    assert verdict([c(INCONCLUSIVE), c(FAIL)], demo=True) == "DEMO (FAIL; not a reproduction certificate)"

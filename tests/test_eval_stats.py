@@ -56,3 +56,49 @@ def test_paired_summary_counts():
     assert s["mcnemar_exact_p"] == 1.0
     lo, hi = s["top1_difference_ci_points"]
     assert lo < 100 / 6 < hi
+
+
+def test_wilson_interval_hand_values_and_scipy():
+    from parity.stats import wilson_interval
+
+    z = 1.959963984540054
+    lo, hi = wilson_interval(18, 18)  # all right: [n / (n + z^2), 1]
+    assert lo == pytest.approx(18 / (18 + z * z), rel=1e-12) and hi == pytest.approx(1.0, rel=1e-15)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == pytest.approx(0.0, abs=1e-15) and hi == pytest.approx(z * z / (10 + z * z), rel=1e-12)
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for k, n in [(7, 30), (49_950, 50_000), (812, 1000)]:
+        ci = scipy_stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert wilson_interval(k, n) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+
+
+def test_interval_verdict_is_pass_inside_fail_outside_inconclusive_across():
+    from parity.stats import FAIL, INCONCLUSIVE, PASS, interval_verdict
+
+    assert interval_verdict((-0.01, 0.02), -0.05, 0.05) == PASS
+    assert interval_verdict((0.06, 0.09), -0.05, 0.05) == FAIL
+    assert interval_verdict((-0.2, -0.06), -0.05, 0.05) == FAIL
+    assert interval_verdict((-9.8, 9.8), -0.05, 0.05) == INCONCLUSIVE
+    assert interval_verdict((0.04, 0.06), -0.05, 0.05) == INCONCLUSIVE
+    assert interval_verdict((99.95, 100.0), 99.9) == PASS and interval_verdict((82.4, 100.0), 99.9) == INCONCLUSIVE
+
+
+def test_images_needed_is_the_smallest_deciding_sample():
+    from parity.stats import INCONCLUSIVE, PASS, paired_difference_check, proportion_check
+
+    z = 1.959963984540054
+    # no discordant image: the Agresti-Min half-width is z / (n + 2), within 0.0005 from n = z / 0.0005 - 2
+    demo = paired_difference_check(0, 0, 18, 0.05)
+    assert demo["status"] == INCONCLUSIVE and demo["interval_points"] == pytest.approx([-100 * z / 20, 100 * z / 20])
+    need = demo["images_needed"]
+    assert need == math.ceil(z / 0.0005 - 2)
+    assert paired_difference_check(0, 0, need, 0.05)["status"] == PASS
+    assert paired_difference_check(0, 0, need - 1, 0.05)["status"] == INCONCLUSIVE
+    # 100% agreement: the Wilson lower bound n / (n + z^2) reaches 99.9% at n = 999 z^2
+    agree = proportion_check(18, 18, 99.9)
+    assert agree["images_needed"] == math.ceil(0.999 * z * z / 0.001)
+    assert proportion_check(agree["images_needed"], agree["images_needed"], 99.9)["status"] == PASS
+    # an observed rate exactly on the threshold is never decided
+    assert proportion_check(999, 1000, 99.9)["images_needed"] is None
