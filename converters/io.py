@@ -563,10 +563,29 @@ def write_pdparams(tensors: Mapping[str, np.ndarray], path: str) -> None:
         pickle.dump({k: _c_order(v) for k, v in tensors.items()}, f, protocol=4)
 
 
+class _KeepWriteError:
+    """A file for torch.save that remembers the OSError of a failed write:
+    torch's zip writer replaces it by an opaque RuntimeError."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self):
+        return self.f.flush()
+
+
 def write_torch(tensors: Mapping[str, np.ndarray], path: str, wrap: bool = True,
                 bf16_keys: Set[str] = frozenset()) -> None:
     """Official layout on disk: `{'state_dict': {...}}` of torch tensors
-    (`wrap=False`: a bare state dict, as timm saves)."""
+    (`wrap=False`: a bare state dict, as timm saves). A failed write (full
+    disk) raises its OSError."""
     import torch
 
     sd = {}
@@ -576,7 +595,14 @@ def write_torch(tensors: Mapping[str, np.ndarray], path: str, wrap: bool = True,
         for k, v in tensors.items():
             t = torch.from_numpy(_c_order(v))  # shares memory, no copy
             sd[k] = t.to(torch.bfloat16) if k in bf16_keys else t
-    torch.save({"state_dict": sd} if wrap else sd, path)
+    with open(path, "wb") as f:
+        out = _KeepWriteError(f)
+        try:
+            torch.save({"state_dict": sd} if wrap else sd, out)
+        except RuntimeError:
+            if out.error is not None:
+                raise out.error from None
+            raise
 
 
 def _umask() -> int:
@@ -598,15 +624,26 @@ class AtomicFile:
         fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.dst)}.", suffix=".tmp", dir=folder)
         os.close(fd)
         # mkstemp creates 0600; the result should have the permissions any new file gets.
-        os.chmod(self.tmp, 0o666 & ~_umask())
-        self.committed = False
+        try:
+            os.chmod(self.tmp, 0o666 & ~_umask())
+        except OSError:
+            self.committed = False
+            self.discard()
+            raise
+        self.committed = self.synced = False
 
     def __enter__(self):
         return self
 
+    def sync(self) -> None:
+        """Flush the temporary to disk (where a full disk may still show)."""
+        if not self.synced:
+            with open(self.tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            self.synced = True
+
     def commit(self) -> None:
-        with open(self.tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        self.sync()
         os.replace(self.tmp, self.dst)
         self.committed = True
         try:

@@ -67,7 +67,11 @@ def record(*, source, dst: str, dst_format: str, dst_layout: str, tensors: Mappi
 def write_record(rec: dict, path: str) -> AtomicFile:
     """Write the record to a temporary file; the caller commits it with the checkpoint."""
     out = AtomicFile(path)
-    with open(out.tmp, "w") as f:
-        json.dump(rec, f, indent=1)
-        f.write("\n")
+    try:
+        with open(out.tmp, "w") as f:
+            json.dump(rec, f, indent=1)
+            f.write("\n")
+    except BaseException:
+        out.discard()
+        raise
     return out
