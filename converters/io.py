@@ -679,7 +679,7 @@ def file_size(path: str) -> int:
     return os.path.getsize(path)
 
 
-__all__ = ["AtomicFile", "write_text_atomic", "RawCheckpoint", "PDPARAMS", "SAFETENSORS", "TORCH_LEGACY", "TORCH_ZIP", "f32_to_bf16_bits",
-           "file_size", "load_torch_object", "read_checkpoint", "read_pdparams", "read_safetensors", "read_torch",
-           "safe_global_names", "sha256_file", "sniff_format", "unwrap_state_dict", "write_pdparams",
-           "write_safetensors", "write_torch"]
+__all__ = ["AtomicFile", "MAX_SAFETENSORS_HEADER", "PDPARAMS", "RawCheckpoint", "SAFETENSORS", "TORCH_LEGACY",
+           "TORCH_ZIP", "f32_to_bf16_bits", "file_size", "load_torch_object", "open_source", "read_checkpoint",
+           "read_pdparams", "read_safetensors", "read_torch", "safe_global_names", "sha256_file", "sniff_format",
+           "unwrap_state_dict", "write_pdparams", "write_safetensors", "write_text_atomic", "write_torch"]

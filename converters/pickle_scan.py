@@ -122,8 +122,9 @@ class _Scan:
     def charge(self, amount: int) -> None:
         self.work += amount
         if self.work > self.limit:
-            self.refuse(f"expands to more than {WORK_FACTOR} x its {self.end - self.start} bytes of objects "
-                        f"(memo references or allocations repeat what the file stores once: a memo bomb)")
+            self.refuse(f"expands to more than {WORK_FACTOR} x its {(self.limit - WORK_FLOOR) // WORK_FACTOR} "
+                        f"bytes of objects (memo references or allocations repeat what the file stores once: "
+                        f"a memo bomb)")
 
     def push(self, v: _Value) -> None:
         if v.depth > MAX_DEPTH:
@@ -203,6 +204,10 @@ class _Scan:
             if c == 0x2E:  # STOP
                 if len(self.stack) != 1 or self.marks:
                     self.refuse("stops with a damaged stack")
+                # Until now the bound was the rest of the file (a legacy .pth has data after its
+                # pickles); now the stream's own length is known. The scan itself never expands anything.
+                self.limit = WORK_FACTOR * (self.f.tell() - self.start) + WORK_FLOOR
+                self.charge(0)
                 return self.stack[0]
             elif c == 0x80:  # PROTO
                 read(1)

@@ -78,7 +78,8 @@ def check_zip(f: BinaryIO, size: int, path: str) -> None:
     prefix = names[0].split("/", 1)[0] + "/"
     stray = [n for n in names if not n.startswith(prefix)]
     if stray:
-        raise CheckpointError(path, f"holds records outside its archive folder {show(prefix, 40)}: {show(stray[0], 60)}")
+        raise CheckpointError(path, f"holds records outside its archive folder {show(prefix, 40)}: "
+                                    f"{show(stray[0], 60)}")
     records = {}
     for info in infos:
         if info.compress_type != zipfile.ZIP_STORED:

@@ -54,10 +54,12 @@ def _alarm(signum, frame):
 def worker(cases_path: str, results_path: str, timeout: float) -> None:
     import resource
 
-    import numpy  # noqa: F401 - imported before measuring, as genet-convert would
-    import torch  # noqa: F401
+    import numpy
+    import torch
 
     import converters.cli as cli
+
+    del numpy, torch  # imported before measuring, as genet-convert would
     from tests.hostile_files import build_cases, remove_source
 
     resource.setrlimit(resource.RLIMIT_AS, (_status_kb("VmSize") * 1024 + AS_HEADROOM, resource.RLIM_INFINITY))
@@ -105,7 +107,8 @@ def worker(cases_path: str, results_path: str, timeout: float) -> None:
         log.seek(0)
         output = log.read().decode("utf-8", "replace")
         results.write(json.dumps({
-            "name": case["name"], "code": code, "seconds": seconds, "peak_kb": _status_kb("VmHWM"), "rss_before_kb": rss_before, "make_seconds": made,
+            "name": case["name"], "code": code, "seconds": seconds, "peak_kb": _status_kb("VmHWM"),
+            "rss_before_kb": rss_before, "make_seconds": made,
             "per_case_peak": per_case_peak, "output": output[-2000:],
             "dst_listing": _listing(case["dst"])}) + "\n")
     results.close()

@@ -15,12 +15,15 @@ process's real exit status is checked too.
 from __future__ import annotations
 
 import os
-import subprocess
+import sys
 
 import pytest
 
 from .fuzz_worker import run_cases
 from .hostile_files import build_cases, prepare_destinations, release_destinations, write_valid
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="measures memory through /proc (Linux only)")
 
 TIMEOUT_S = 10.0
 MEMORY_FACTOR = 2
