@@ -85,7 +85,11 @@ def temporary_file(dst: str) -> str:
         fd, path = tempfile.mkstemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=os.path.dirname(dst))
         _live.add(path)
         os.close(fd)
-    os.chmod(path, 0o666 & ~_umask())
+    try:
+        os.chmod(path, 0o666 & ~_umask())
+    except OSError:
+        remove(path)
+        raise
     return path
 
 
@@ -151,11 +155,18 @@ class AtomicFile:
 
     def __init__(self, dst: str):
         self.dst = os.path.abspath(dst)
-        self.committed = False
+        self.committed = self.synced = False
         self.tmp = temporary_file(self.dst)
 
     def __enter__(self):
         return self
+
+    def sync(self) -> None:
+        """Flush the temporary to disk (where a full disk may still show)."""
+        if not self.synced:
+            with open(self.tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            self.synced = True
 
     def commit(self) -> None:
         commit_together([self])
@@ -174,8 +185,7 @@ def commit_together(files: Iterable[AtomicFile]) -> None:
     signal never leaves some of them committed and others not."""
     files = [f for f in files if not f.committed]
     for f in files:  # the slow part, outside the signal block
-        with open(f.tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        f.sync()
     with signals_deferred():
         for f in files:
             os.replace(f.tmp, f.dst)

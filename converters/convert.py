@@ -52,6 +52,11 @@ class ConvertResult:
         return asdict(self)
 
 
+def _unwritable(path: str, e: OSError) -> CheckpointError:
+    return CheckpointError(path, f"could not be written ({e.strerror or e}); nothing was written and any "
+                                 f"existing file is untouched")
+
+
 def _dst_format(dst: str) -> str:
     ext = os.path.splitext(dst)[1].lower()
     if ext not in FORMATS:
@@ -210,7 +215,11 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
     table_version = mapping_table(source.arch).version
     timings["convert"] = time.perf_counter() - t
 
-    with AtomicFile(dst) as out:
+    try:
+        out_file = AtomicFile(dst)
+    except OSError as e:  # read-only filesystem, permissions
+        raise _unwritable(dst, e) from None
+    with out_file as out:
         t = time.perf_counter()
         say(f"writing {dst}")
         try:
@@ -218,8 +227,7 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
                    {"format": "pt", "arch": f"GENet_{source.arch}", "layout": layout,
                     "source_sha256": source.sha256, "mapping_table": table_version})
         except OSError as e:  # full disk, permissions, quota
-            raise CheckpointError(dst, f"could not be written ({e.strerror or e}); nothing was written and any "
-                                       f"existing file is untouched") from None
+            raise _unwritable(dst, e) from None
         summary["bytes_out"] = os.path.getsize(out.tmp)
         timings["write"] = time.perf_counter() - t
         verification = None
@@ -255,14 +263,24 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
             from .provenance import write_record
 
             t = time.perf_counter()
-            record = write_record(make_record(
-                source=source, dst=dst, dst_format=fmt, dst_layout=layout, tensors=tensors, bf16_keys=bf16_keys,
-                table_version=table_version,
-                options={"fuse_bn": fuse_bn, "keep_dtype": keep_dtype, "verify": verify, "trust_pickle": trust_pickle},
-                summary=summary, verification=verification), dst + ".json")
+            try:
+                record = write_record(make_record(
+                    source=source, dst=dst, dst_format=fmt, dst_layout=layout, tensors=tensors,
+                    bf16_keys=bf16_keys, table_version=table_version,
+                    options={"fuse_bn": fuse_bn, "keep_dtype": keep_dtype, "verify": verify,
+                             "trust_pickle": trust_pickle},
+                    summary=summary, verification=verification), dst + ".json")
+            except OSError as e:
+                raise _unwritable(dst + ".json", e) from None
             timings["provenance"] = time.perf_counter() - t
         try:
-            commit_together([out] + ([record] if record is not None else []))
+            files = [out] + ([record] if record is not None else [])
+            try:  # a full disk can still show when the data reaches it
+                for f in files:
+                    f.sync()
+            except OSError as e:
+                raise _unwritable(dst, e) from None
+            commit_together(files)
         finally:
             if record is not None:
                 record.discard()

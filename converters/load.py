@@ -21,6 +21,7 @@ from genet_arch import ARCH_NAMES, canonical_arch
 
 from . import fuse
 from .checks import key_report
+from .tensor_check import check_dtype
 from .errors import CheckpointError
 from .io import read_checkpoint, sha256_file
 from .mapping import mapping_table
@@ -118,6 +119,15 @@ def identify_weights(shapes: Mapping[str, Tuple[int, ...]], path: str, arch: Opt
                                 f"GENet_{a} in the {lay} layout; the file {report}")
 
 
+def check_dtypes(dtypes: Mapping[str, str], arch: str, layout: str, source: Optional[str]) -> None:
+    """Each tensor of the kind its mapping-table row says: integer for the
+    BatchNorm step counters (the int64 rows), float for everything else."""
+    integer = set() if layout in fuse.FUSED_LAYOUTS else {
+        r.key(layout) for r in mapping_table(arch).rows if r.dtype.startswith("int") and r.key(layout)}
+    for k, d in dtypes.items():
+        check_dtype(source, k, d, integer=k in integer)
+
+
 def check_finite(tensors: Mapping[str, np.ndarray], source: Optional[str]) -> None:
     """NaN/Inf anywhere is an error naming the tensor and the first bad element."""
     bad = []
@@ -166,6 +176,7 @@ def load_weights(path: str, arch: Optional[str] = None, layout: Optional[str] = 
         tensors = {k: tensors[k] if k in tensors else np.zeros((), np.int64) for k in order}
     else:
         tensors = {k: tensors[k] for k in order}
+    check_dtypes(raw.dtypes, a, lay, path)
     widened = sorted(k for k, d in raw.dtypes.items() if d == "bfloat16")
     if widened:
         notes.append(f"{len(widened)} bfloat16 tensors held as float32 in memory (exact)")
