@@ -169,7 +169,7 @@ def _legend(parts, left, top, entries):
 def gradient_plot(d: dict, width: int = 960, height: int = 340) -> str:
     """Relative gradient error (max |x - f64| / max |f64|) of every trainable
     tensor against its depth (forward order), per step: Paddle solid, torch's
-    own error dashed; the first divergent gradient is marked."""
+    own error dashed, Paddle's bound dotted; the first divergent gradient is marked."""
     grads = _checks(d, phase="backward")
     if not grads:
         return "<p>No gradient was compared.</p>"
@@ -195,7 +195,7 @@ def gradient_plot(d: dict, width: int = 960, height: int = 340) -> str:
     for s in steps:
         cs = sorted((c for c in grads if c["step"] == s), key=lambda c: c["order"])
         opacity = 0.35 + 0.65 * (s / steps[-1])
-        for key, colour, dash in (("reference_error", SERIES_COLOURS["torch"], "4 3"),
+        for key, colour, dash in (("bound", "#999", "1 3"), ("reference_error", SERIES_COLOURS["torch"], "4 3"),
                                   ("error", SERIES_COLOURS["Paddle"], "")):
             pts = " ".join(f"{x(c['order']):.1f},{y(rel(c, key)):.1f}" for c in cs)
             parts.append(f'<polyline class="series-{key} step-{s}" fill="none" stroke="{colour}" '
@@ -208,7 +208,8 @@ def gradient_plot(d: dict, width: int = 960, height: int = 340) -> str:
         parts.append(f'<text x="{x(c["order"]) - 4:.1f}" y="{top + ph - 6}" text-anchor="end" fill="red" '
                      f'font-size="12">first divergent: {html.escape(first["label"])}</text>')
     _legend(parts, left, top, [("Paddle vs float64 (of Paddle's step)", SERIES_COLOURS["Paddle"], ""),
-                               ("torch vs float64 (of torch's step)", SERIES_COLOURS["torch"], "4 3")]
+                               ("torch vs float64 (of torch's step)", SERIES_COLOURS["torch"], "4 3"),
+                               ("Paddle's bound", "#999", "1 3")]
             + ([(f"later steps darker ({len(steps)} steps)", "#555", "")] if len(steps) > 1 else []))
     parts.append("</svg>")
     return "\n".join(parts)

@@ -45,6 +45,8 @@ class Check:
 
     @property
     def label(self) -> str:
+        if self.phase == "loss":
+            return f"step {self.step}, loss"
         names = self.name if self.paddle_name == self.name else f"{self.name} (Paddle {self.paddle_name})"
         return f"step {self.step}, {self.phase}, {names}"
 
