@@ -25,6 +25,7 @@ import numpy as np
 
 from converters.mapping import DROP, TRANSPOSE, mapping_table
 from genet_arch import canonical_arch
+from genet_arch.naming import fc_path
 
 from .. import tolerances
 from ..compare import rel_l2_cosine
@@ -107,7 +108,7 @@ def run_training_parity(arch: str, official_state: Mapping[str, np.ndarray], bat
     start = time.perf_counter()
     recipe = recipe or Recipe()
     arch = canonical_arch(arch)
-    fc_key = "fc_linear.weight"
+    fc_key = f"{fc_path('official')}.weight"
     if fc_key not in official_state:
         raise ValueError(f"official_state has no {fc_key}")
     num_classes, in_features = (int(d) for d in np.shape(official_state[fc_key]))
