@@ -58,6 +58,7 @@ def add_arguments(p):
     r.add_argument("--json", metavar="PATH", help="write the result (schema in docs/train.md)")
     r.add_argument("--html", metavar="PATH", help="write a self-contained HTML report with plots")
     r.add_argument("--summary-only", action="store_true", help="print the verdict, not the tables")
+    r.add_argument("--wide", action="store_true", help="full tensor names and every column, whatever the width")
     p.add_argument("--threads", type=int, help="threads for both frameworks (default: all cores)")
 
 
@@ -92,15 +93,15 @@ def _weights(args):
 
 
 def run(args) -> int:
-    from rich.console import Console
-
     from converters.errors import CheckpointError
     from genet_arch import get_arch
 
+    from .progress import Progress
+    from .textout import Out
     from .training import Recipe, make_batches, report, run_training_parity
     from .training.mistakes import check_mistakes
 
-    console = Console()
+    out = Out(wide=args.wide)
     for name in ("steps", "batch_size"):
         if getattr(args, name) < 1:
             raise CheckpointError(None, f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -109,7 +110,8 @@ def run(args) -> int:
     if args.image and args.random_input:
         raise CheckpointError(None, "--image and --random-input exclude each other")
     try:
-        recipe = Recipe(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay, betas=tuple(args.betas),
+        recipe = Recipe(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
+                        weight_decay=args.weight_decay, betas=tuple(args.betas),
                         eps=args.eps, label_smoothing=args.label_smoothing)
     except ValueError as e:
         raise CheckpointError(None, f"recipe: {e}") from None
@@ -122,17 +124,16 @@ def run(args) -> int:
                                preprocess=args.preprocess, seed=args.seed)
     except ValueError as e:
         raise CheckpointError(None, str(e)) from None
-    def progress(done, total, label):
-        if not console.is_terminal and done < total:
-            console.print(f"{label}: torch, Paddle, float64 recomputations", highlight=False)
-
-    result = run_training_parity(arch, state, batches, recipe, freeze_backbone=args.freeze_backbone,
-                                 mistakes=args.inject, progress=True if console.is_terminal else progress,
-                                 weights_info=winfo, head_info=head)
+    with Progress("train", unit="steps") as progress:
+        progress.stage(f"GENet_{arch}: torch, Paddle and a float64 recomputation of each step", total=args.steps)
+        result = run_training_parity(
+            arch, state, batches, recipe, freeze_backbone=args.freeze_backbone, mistakes=args.inject,
+            progress=lambda done, total, label: progress.update(done=done, total=total, detail=label),
+            weights_info=winfo, head_info=head)
     d = result.to_dict()
-    report.print_report(d, console, detail=not args.summary_only)
+    report.print_report(d, out, detail=not args.summary_only, wide=args.wide)
     for path, render in ((args.json, report.to_json), (args.html, report.to_html)):
         if path:
             report.write_atomic(path, render(d))
-            console.print(f"wrote {path}")
+            out.print(f"wrote {path}")
     return 0 if result.passed else 1

@@ -128,23 +128,32 @@ def checkpoint(tmp_path_factory):
     return str(path)
 
 
-def test_cli_names_the_replaced_head_and_the_fault_in_every_report(checkpoint, tmp_path, capsys):
+def test_cli_names_the_replaced_head_and_the_fault_in_every_report(checkpoint, tmp_path, capsys, monkeypatch):
     from parity.cli import main
 
+    monkeypatch.setenv("COLUMNS", "80")
     out = {ext: str(tmp_path / f"train.{ext}") for ext in ("json", "html")}
     rc = main(["train", "--weights", checkpoint, "--num-classes", str(FC_IN["small"]), "--steps", "1",
                "--batch-size", "2", "--inject", "fc-grad-untransposed", "--json", out["json"], "--html", out["html"]])
-    printed = " ".join(capsys.readouterr().out.split())
+    text = capsys.readouterr().out
+    printed = " ".join(text.split())
     assert rc == 1
+    # An 80-column log: nothing longer, no box drawing, the gradient table's numbers parse.
+    assert not [line for line in text.splitlines() if len(line) > 80] and not set(text) & set("─━│┃┏┓┗┛┡┩╇")
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("step  tensor"))
+    for line in lines[header + 2:header + 12]:
+        step, tensor, *numbers = line.split()
+        assert int(step) == 1 and all(float(v) >= 0 for v in numbers), line
     assert "first divergent: step 1, backward, fc_linear.weight" in printed
-    assert "Head replaced: fc_linear.weight, fc_linear.bias (1000 -> 1920 classes" in printed
+    assert "head replaced: fc_linear.weight, fc_linear.bias (1000 -> 1920 classes" in printed
     d = json.loads(_read(out["json"]))
     assert d["schema"] == "genet-parity/train" and d["pass"] is False
     assert d["first_divergent"]["name"] == "fc_linear.weight" and d["first_divergent"]["phase"] == "backward"
     assert d["head"]["replaced"] == ["fc_linear.weight", "fc_linear.bias"] and d["head"]["num_classes"] == 1920
     assert d["weights"]["layout"] == "official" and len(d["weights"]["sha256"]) == 64
     page = _read(out["html"])
-    assert page.count("<svg") == 2 and 'id="divergent-marker"' in page
+    assert page.count("<svg") == 2 and 'class="divergent-marker"' in page
     assert "first divergent: step 1, backward, fc_linear.weight" in page
 
 

@@ -7,19 +7,11 @@ import html
 import math
 from typing import List, Optional, Sequence
 
-from ..report import to_json, write_atomic  # noqa: F401  (re-exported: one JSON writer for every report)
+from ..report import short_name, to_json, write_atomic  # noqa: F401  (to_json, write_atomic re-exported)
+from ..textout import sci as num
 from .result import PHASE_MEANS, PHASES
 
 SERIES_COLOURS = {"Paddle": "#d62728", "torch": "#1f77b4", "torch float64": "#7f7f7f"}
-
-
-def num(v, digits: int = 1) -> str:
-    """Fixed-width scientific notation, so columns stay narrow and parseable."""
-    if v is None:
-        return "-"
-    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-        return str(v)
-    return f"{v:.{digits}e}"
 
 
 def margin(v) -> str:
@@ -38,6 +30,13 @@ def _worst(cs: Sequence[dict]) -> Optional[dict]:
     return max(cs, key=lambda c: c["margin"]) if cs else None
 
 
+def tensor_name(name: str, wide: bool = False) -> str:
+    """A tensor in the layer table's short form (module_list.4.conv_list.1.3.weight
+    -> 4.1.conv_list.3.weight, docs/layers.md); `wide`: the full name."""
+    module, _, suffix = name.rpartition(".")
+    return name if wide or not module else f"{short_name(module)}.{suffix}"
+
+
 def verdict_line(d: dict) -> str:
     first = d["first_divergent"]
     head = "PASS" if d["pass"] else "FAIL"
@@ -48,24 +47,25 @@ def verdict_line(d: dict) -> str:
     return text
 
 
-def setup_lines(d: dict) -> List[str]:
-    r = d["recipe"]
-    b = d["batches"]
-    lines = [f"Recipe: {r['optimizer'].upper()} lr {r['lr']:g}, weight decay {r['weight_decay']:g}"
-             + (f", momentum {r['momentum']:g}{' Nesterov' if r['nesterov'] else ''}" if r["optimizer"] == "sgd"
-                else f", betas {tuple(r['betas'])}, eps {r['eps']:g}")
-             + f", label smoothing {r['label_smoothing']:g}" + ("; backbone frozen" if d["frozen_backbone"] else ""),
-             f"Batches: {b['steps']} x {b['batch_size']} {b['source']}, {b['preprocess']} preprocessing, seed "
-             f"{b['seed']}, sha256 {b['sha256'][:12]}"]
-    w = d["weights"]
-    lines.append("Weights: " + (w.get("path") or w.get("source", "given")) + (f" ({w['layout']})" if w.get("layout") else ""))
-    h = d["head"]
+def setup_fields(d: dict) -> List[tuple]:
+    r, b, w, h = d["recipe"], d["batches"], d["weights"], d["head"]
+    recipe = (f"{r['optimizer'].upper()} lr {r['lr']:g}, weight decay {r['weight_decay']:g}"
+              + (f", momentum {r['momentum']:g}{' Nesterov' if r['nesterov'] else ''}" if r["optimizer"] == "sgd"
+                 else f", betas ({r['betas'][0]:g}, {r['betas'][1]:g}), eps {r['eps']:g}")
+              + f", label smoothing {r['label_smoothing']:g}" + ("; backbone frozen" if d["frozen_backbone"] else ""))
+    fields = [("recipe", recipe),
+              ("batches", f"{b['steps']} x {b['batch_size']} {b['source']}, {b['preprocess']} preprocessing, "
+                          f"seed {b['seed']}, sha256 {b['sha256'][:12]}"),
+              ("weights", (w.get("path") or w.get("source", "given")) + (f" ({w['layout']})" if w.get("layout") else ""))]
     if h.get("replaced"):
-        lines.append(f"Head replaced: {', '.join(h['replaced'])} ({h['checkpoint_classes']} -> {h['num_classes']} "
-                     f"classes, fresh from numpy seed {h['head_seed']}, identical in both frameworks)")
-    for note in d["notes"]:
-        lines.append(note)
-    return lines
+        fields.append(("head", f"replaced: {', '.join(h['replaced'])} ({h['checkpoint_classes']} -> "
+                               f"{h['num_classes']} classes, fresh from numpy seed {h['head_seed']}, identical in "
+                               "both frameworks)"))
+    return fields
+
+
+def setup_lines(d: dict) -> List[str]:
+    return [f"{k.capitalize()}: {v}" for k, v in setup_fields(d)] + list(d["notes"])
 
 
 def tolerance_line(d: dict) -> str:
@@ -86,137 +86,101 @@ def step_rows(d: dict) -> List[List[str]]:
     return out
 
 
-STEP_COLUMNS = ("step", "loss torch", "loss Paddle", "fwd", "loss", "grad", "update", "verdict")
+STEP_HEADERS = ("step", "loss torch", "loss Paddle", "forward", "loss", "backward", "update", "verdict")
 
 
-def gradient_rows(d: dict, n: int = 10) -> List[List[str]]:
+def step_columns():
+    from ..textout import Column
+
+    return [Column("step", 0, "right"), Column("loss torch", 1, "right"), Column("loss Paddle", 1, "right")] + [
+        Column(p, 0, "right") for p in PHASES] + [Column("verdict")]
+
+
+def gradient_rows(d: dict, n: int = 10, wide: bool = False) -> List[List[str]]:
     cs = sorted(_checks(d, phase="backward"), key=lambda c: -c["margin"])[:n]
-    return [[str(c["step"]), c["name"], num(c["rel_l2"]), num(1.0 - c["cosine"]), margin(c["margin"])] for c in cs]
+    return [[str(c["step"]), tensor_name(c["name"], wide), num(c["rel_l2"]), num(1.0 - c["cosine"]),
+             num(c["reference_error"] / c["scale"] if c["scale"] else 0.0), margin(c["margin"])] for c in cs]
 
 
-GRADIENT_COLUMNS = ("step", "tensor (worst first)", "rel err", "1 - cos", "margin")
+def gradient_columns(wide: bool = False):
+    from ..textout import Column
+
+    return [Column("step", 0, "right"), Column("tensor (torch name)" if wide else "tensor"),
+            Column("rel err", 0, "right"), Column("1 - cos", 1, "right"), Column("torch rel", 2, "right"),
+            Column("margin", 0, "right")]
 
 
-def print_report(d: dict, console=None, detail: bool = True) -> None:
-    from rich.table import Table
+TERMINAL_NOTE = ("margin: Paddle's error against the float64 recomputation of its step, over its bound (<= 1 passes). "
+                 "rel err: ||Paddle - f64|| / ||f64||; torch rel: torch's max error / max |f64|. tensor: short form "
+                 "block.unit.part.layer (docs/layers.md; --wide: full names).")
 
-    if console is None:
-        from rich.console import Console
 
-        console = Console()
-    for line in setup_lines(d):
-        console.print(line, highlight=False, soft_wrap=False)
+def print_report(d: dict, out=None, detail: bool = True, wide: bool = False) -> None:
+    """The setup, the verdict and, with `detail`, the steps and the worst
+    gradients, at the width of `out` (a parity.textout.Out; stdout by default)."""
+    from ..textout import Out
+
+    out = out or Out(wide=wide)
+    out.fields(setup_fields(d))
+    for note in d["notes"]:
+        out.print(note, style="bold yellow")
     if detail:
-        t = Table(title="Worst margin per step and phase (Paddle's error / its bound; <= 1 passes)",
-                  box=None, padding=(0, 1))
-        for c in STEP_COLUMNS:
-            t.add_column(c, justify="left" if c in ("step", "verdict") else "right", no_wrap=True)
-        for row in step_rows(d):
-            t.add_row(*row, style=None if row[-1] == "pass" else "red")
-        console.print(t)
-        g = Table(title="Gradients (rel err = ||Paddle - f64|| / ||f64||)", box=None, padding=(0, 1))
-        for c in GRADIENT_COLUMNS:
-            g.add_column(c, justify="left" if c in ("step", "tensor (worst first)") else "right", no_wrap=True)
-        for row in gradient_rows(d):
-            g.add_row(*row)
-        console.print(g)
+        styles = [None if row[-1] == "pass" else "red" for row in step_rows(d)]
+        out.table(step_columns(), step_rows(d), title="Worst margin per step and phase", row_styles=styles)
+        out.table(gradient_columns(wide), gradient_rows(d, wide=wide), title="Gradients, the worst first",
+                  hint="--wide shows every column")
+        out.print(TERMINAL_NOTE, style="dim")
     first = d["first_divergent"]
     if first:
         c = next(x for x in d["checks"] if (x["step"], x["phase"], x["name"]) ==
                  (first["step"], first["phase"], first["name"]))
-        console.print(f"[bold red]First divergent: {first['label']}[/]: {PHASE_MEANS[first['phase']]}; Paddle "
-                      f"error {num(c['error'])} vs bound {num(c['bound'])} (torch's own error {num(c['reference_error'])},"
-                      f" scale {num(c['scale'])})", highlight=False)
+        out.print(f"First divergent: {first['label']}: {PHASE_MEANS[first['phase']]}; Paddle error {num(c['error'])}"
+                  f" vs bound {num(c['bound'])} (torch's own error {num(c['reference_error'])}, scale "
+                  f"{num(c['scale'])})", style="bold red")
     for f in d["failures"][:12]:
-        console.print(f"[red]- {f}[/]", highlight=False)
-    console.print(tolerance_line(d), highlight=False)
-    colour = "green" if d["pass"] else "bold red"
-    console.print(f"[{colour}]{verdict_line(d)}[/] ({d['seconds']:.1f} s)", highlight=False)
+        out.print(f"- {f}", style="red", indent="  ")
+    out.print(tolerance_line(d))
+    out.print(f"{verdict_line(d)} ({d['seconds']:.1f} s)", style="green" if d["pass"] else "bold red")
 
 
 # ---------------------------------------------------------------- HTML
 
-def _log_axis(values, default=(-9, 0)):
-    positive = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
-    if not positive:
-        return default
-    lo, hi = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
-    return (lo, hi if hi > lo else lo + 1)
-
-
-def _frame(width, height, left, top, pw, ph, ylabels, xlabel, ylabel) -> List[str]:
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="{html.escape(ylabel)} against {html.escape(xlabel)}">',
-             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>']
-    for yy, text in ylabels:
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end" font-size="11">{text}</text>')
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle" font-size="12">'
-                 f'{html.escape(xlabel)}</text>')
-    parts.append(f'<text x="14" y="{top + ph / 2}" font-size="12" transform="rotate(-90 14 {top + ph / 2})" '
-                 f'text-anchor="middle">{html.escape(ylabel)}</text>')
-    return parts
-
-
-def _legend(parts, left, top, entries):
-    for k, (name, colour, dash) in enumerate(entries):
-        y = top + 12 + 15 * k
-        parts.append(f'<line x1="{left + 10}" x2="{left + 28}" y1="{y}" y2="{y}" stroke="{colour}" '
-                     f'stroke-width="2" stroke-dasharray="{dash}"/>')
-        parts.append(f'<text x="{left + 33}" y="{y + 4}" font-size="11">{html.escape(name)}</text>')
-
-
-def gradient_plot(d: dict, width: int = 960, height: int = 340) -> str:
+def gradient_plot(d: dict, width: int = 1000) -> str:
     """Relative gradient error (max |x - f64| / max |f64|) of every trainable
-    tensor against its depth (forward order), per step: Paddle solid, torch's
-    own error dashed, Paddle's bound dotted; the first divergent gradient is marked."""
+    tensor against its depth (forward order), one panel per step: Paddle,
+    torch's own error and Paddle's bound; the first divergent gradient marked."""
+    from ..svg import depth_panels
+
     grads = _checks(d, phase="backward")
     if not grads:
         return "<p>No gradient was compared.</p>"
-    rel = lambda c, key: c[key] / c["scale"] if c["scale"] else 0.0  # noqa: E731
     orders = sorted({c["order"] for c in grads})
     pos = {o: k for k, o in enumerate(orders)}
-    lo, hi = _log_axis([rel(c, k) for c in grads for k in ("error", "reference_error", "bound")])
-    left, right, top, bottom = 70, 20, 20, 40
-    pw, ph = width - left - right, height - top - bottom
-    x = lambda o: left + (pw * pos[o] / (len(orders) - 1) if len(orders) > 1 else pw / 2)  # noqa: E731
-
-    def y(v):
-        if v is None or not math.isfinite(v):
-            return top
-        if v <= 0:
-            return top + ph
-        return top + ph * (hi - min(max(math.log10(v), lo), hi)) / (hi - lo)
-
-    ticks = [(top + ph * (hi - e) / (hi - lo), f"1e{e}") for e in range(lo, hi + 1)]
-    parts = _frame(width, height, left, top, pw, ph, ticks,
-                   f"trainable tensor, input to output ({len(orders)} tensors)", "max |error| / max |f64|")
-    steps = sorted({c["step"] for c in grads})
-    for s in steps:
-        cs = sorted((c for c in grads if c["step"] == s), key=lambda c: c["order"])
-        opacity = 0.35 + 0.65 * (s / steps[-1])
-        for key, colour, dash in (("bound", "#999", "1 3"), ("reference_error", SERIES_COLOURS["torch"], "4 3"),
-                                  ("error", SERIES_COLOURS["Paddle"], "")):
-            pts = " ".join(f"{x(c['order']):.1f},{y(rel(c, key)):.1f}" for c in cs)
-            parts.append(f'<polyline class="series-{key} step-{s}" fill="none" stroke="{colour}" '
-                         f'stroke-opacity="{opacity:.2f}" stroke-width="1.4" stroke-dasharray="{dash}" points="{pts}"/>')
+    rel = lambda c, key: c[key] / c["scale"] if c["scale"] else 0.0  # noqa: E731
+    panels = []
+    for s in sorted({c["step"] for c in grads}):
+        by_pos = {pos[c["order"]]: c for c in grads if c["step"] == s}
+        panels.append({"title": f"step {s}", "series": [
+            {"name": name, "values": [rel(by_pos[k], key) if k in by_pos else None for k in range(len(orders))],
+             "colour": colour, "dash": dash}
+            for name, key, colour, dash in (("Paddle", "error", SERIES_COLOURS["Paddle"], ""),
+                                            ("torch", "reference_error", SERIES_COLOURS["torch"], "4 3"),
+                                            ("Paddle's bound", "bound", "#999", "1 3"))]})
     first = d["first_divergent"]
+    marker = None
     if first and first["phase"] == "backward":
         c = next(c for c in grads if c["step"] == first["step"] and c["name"] == first["name"])
-        parts.append(f'<line id="divergent-marker" x1="{x(c["order"]):.1f}" x2="{x(c["order"]):.1f}" y1="{top}" '
-                     f'y2="{top + ph}" stroke="red" stroke-width="2"/>')
-        parts.append(f'<text x="{x(c["order"]) - 4:.1f}" y="{top + ph - 6}" text-anchor="end" fill="red" '
-                     f'font-size="12">first divergent: {html.escape(first["label"])}</text>')
-    _legend(parts, left, top, [("Paddle vs float64 (of Paddle's step)", SERIES_COLOURS["Paddle"], ""),
-                               ("torch vs float64 (of torch's step)", SERIES_COLOURS["torch"], "4 3"),
-                               ("Paddle's bound", "#999", "1 3")]
-            + ([(f"later steps darker ({len(steps)} steps)", "#555", "")] if len(steps) > 1 else []))
-    parts.append("</svg>")
-    return "\n".join(parts)
+        marker = (pos[c["order"]], f"first divergent: {first['label']}")
+    return depth_panels(panels, len(orders), "gradient-error", "gradient error against depth, per step", width=width,
+                        panel_height=180, marker=marker,
+                        x_label=f"trainable tensor, input to output ({len(orders)} tensors); "
+                                "y: max |error| / max |f64|")
 
 
 def loss_plot(d: dict, width: int = 480, height: int = 300) -> str:
     """Loss per step of each framework, with the float64 recomputation of torch's step."""
+    from ..svg import nice_ticks
+
     steps = d["steps_summary"]
     if not steps:
         return "<p>No step ran.</p>"
@@ -229,11 +193,17 @@ def loss_plot(d: dict, width: int = 480, height: int = 300) -> str:
     pw, ph = width - left - right, height - top - bottom
     x = lambda k: left + (pw * k / (len(steps) - 1) if len(steps) > 1 else pw / 2)  # noqa: E731
     y = lambda v: top + ph * (hi - v) / (hi - lo) if math.isfinite(v) else top  # noqa: E731
-    ticks = [(y(lo + (hi - lo) * k / 4), f"{lo + (hi - lo) * k / 4:.5g}") for k in range(5)]
-    parts = _frame(width, height, left, top, pw, ph, ticks, "step", "loss")
+    ticks = [(y(v), f"{v:.6g}") for v in nice_ticks(lo, hi)]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="loss-per-step" width="{width}" height="{height}" '
+             'role="img" aria-label="loss per step" font-family="system-ui, sans-serif" font-size="12">',
+             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>']
+    for yy, text in ticks:
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end" font-size="11">{text}</text>')
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">step</text>')
     for k, s in enumerate(steps):
         parts.append(f'<text x="{x(k):.1f}" y="{top + ph + 14}" text-anchor="middle" font-size="11">{s["step"]}</text>')
-    for name, key in series.items():
+    for n, (name, key) in enumerate(series.items()):
         colour = SERIES_COLOURS[name]
         dash = "2 3" if name == "torch float64" else ""
         pts = " ".join(f"{x(k):.1f},{y(s['losses'][key]):.1f}" for k, s in enumerate(steps))
@@ -241,7 +211,10 @@ def loss_plot(d: dict, width: int = 480, height: int = 300) -> str:
                      f'stroke-dasharray="{dash}" points="{pts}"/>')
         for k, s in enumerate(steps):
             parts.append(f'<circle cx="{x(k):.1f}" cy="{y(s["losses"][key]):.1f}" r="3" fill="{colour}"/>')
-    _legend(parts, left, top, [(n, SERIES_COLOURS[n], "2 3" if n == "torch float64" else "") for n in series])
+        ly = top + 12 + 15 * n
+        parts.append(f'<line x1="{left + 10}" x2="{left + 28}" y1="{ly}" y2="{ly}" stroke="{colour}" '
+                     f'stroke-width="2" stroke-dasharray="{dash}"/>')
+        parts.append(f'<text x="{left + 33}" y="{ly + 4}" font-size="11">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -287,7 +260,7 @@ td, th {{ border: 1px solid #ccc; padding: 2px 6px; font-family: monospace; }}
 <ul id="setup">{setup}</ul>
 <p>{esc(tolerance_line(d))}</p>
 <h2>Steps</h2>
-{_table(STEP_COLUMNS, step_rows(d), "steps")}
+{_table(STEP_HEADERS, step_rows(d), "steps")}
 <p>Each cell: the worst margin (Paddle's error / its bound) of that phase; 1 or less passes.</p>
 <h2>Gradient error against depth</h2>
 {gradient_plot(d)}
