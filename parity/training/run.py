@@ -19,7 +19,7 @@ checks judged.
 from __future__ import annotations
 
 import time
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from genet_arch.naming import fc_path
 
 from .. import tolerances
 from ..compare import rel_l2_cosine
+from ..reference import torch_state_of_paddle
 from .batches import Batches
 from .mistakes import check_mistakes
 from .recipe import Recipe
@@ -44,12 +45,6 @@ def paddle_to_torch_storage(row, value: np.ndarray) -> np.ndarray:
     if row.action == TRANSPOSE:
         return np.ascontiguousarray(np.asarray(value).T)
     return np.asarray(value)
-
-
-def _paddle_official(model, table) -> Dict[str, np.ndarray]:
-    """Paddle's current state in the official layout (fc transposed; step counters 0)."""
-    return table.convert({k: v.numpy() for k, v in model.state_dict().items()}, "paddle", "official",
-                         source="Paddle model")
 
 
 def _np(t):
@@ -166,7 +161,7 @@ def run_training_parity(arch: str, official_state: Mapping[str, np.ndarray], bat
             t0 = time.perf_counter()
             report(step - 1, len(batches), f"GENet_{arch}: step {step}/{len(batches)}")
             pre_t = {k: v.detach().clone() for k, v in t_model.state_dict().items()}
-            pre_p = _paddle_official(p_model, table)
+            pre_p = torch_state_of_paddle(p_model, arch)
             xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
             # ---- torch float32, then the float64 recomputation of its step: torch's own errors
@@ -274,7 +269,7 @@ def run_training_parity(arch: str, official_state: Mapping[str, np.ndarray], bat
                 twin.step_with(p_grads)
             p_flips = twin.flips()
             with clock("compare"):
-                p_state = _paddle_official(p_model, table)
+                p_state = torch_state_of_paddle(p_model, arch)
                 r_state = twin.model.state_dict()
                 for r in tensor_rows:
                     j = tolerances.judge(r.official, p_state[r.official], _np(r_state[r.official]),
