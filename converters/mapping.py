@@ -238,20 +238,24 @@ def identify(shapes: Mapping[str, Tuple[int, ...]]) -> List[Tuple[str, str]]:
             if dict(mapping_table(a).expected(lay)) == found]
 
 
-def check_state(tensors: Mapping[str, np.ndarray], arch: str, layout: str, source: Optional[str] = None) -> None:
+def check_state(tensors: Mapping[str, np.ndarray], arch: str, layout: str, source: Optional[str] = None,
+                num_classes: int = 1000) -> None:
     """Raise CheckpointError unless `tensors` is exactly the `layout` state of
-    `arch`; when it is another variant or layout, say which."""
-    table = mapping_table(arch)
+    `arch` with a `num_classes` head; when it is another variant or layout, say which."""
+    table = mapping_table(arch, num_classes)
     shapes = {k: tuple(np.shape(v)) for k, v in tensors.items()}
     from .checks import key_report
 
     if layout in ("fused", "paddle_fused"):  # BN folded: not a renaming, listed by converters.fuse
         from .fuse import expected as fused_expected
 
+        if num_classes != 1000:
+            raise ValueError(f"fused layouts are listed for the 1000-class head only, not {num_classes} classes")
         expected = fused_expected(table.arch.name, layout)
     else:
         expected = table.expected(layout)
-    report = key_report(shapes, expected, f"the {layout} layout of GENet_{table.arch.name}")
+    head = "" if num_classes == 1000 else f" with a {num_classes}-class head"
+    report = key_report(shapes, expected, f"the {layout} layout of GENet_{table.arch.name}{head}")
     if report is None:
         return
     matches = identify(shapes)

@@ -20,7 +20,8 @@ def load_state(model: GENet, tensors: Mapping[str, object], source: Optional[str
     would skip missing keys with a warning.
     """
     arrays = {k: v.numpy() if isinstance(v, paddle.Tensor) else np.asarray(v) for k, v in tensors.items()}
-    check_state(arrays, model.arch.name, "paddle_fused" if model.fused else "paddle", source)
+    check_state(arrays, model.arch.name, "paddle_fused" if model.fused else "paddle", source,
+                num_classes=model.arch.classifier.out_features)
     own = model.state_dict()
     for k, v in arrays.items():
         own[k].set_value(v.astype(own[k].numpy().dtype, copy=False))

@@ -14,6 +14,9 @@
    the best conv/matmul rate measured in this run).
 4. The evaluation input pipeline's images/s with 1 and 2 workers against the
    model's images/s.
+5. Training parity of GENet_small, batch 8, 3 steps (`genet-parity train`,
+   whole process) against a process running the same three training steps
+   in both frameworks, nothing compared.
 
 Each process is repeated (median of 5 after one warm-up run; --quick: fewer,
 stated in the output). Thread counts are set identically for both frameworks
@@ -43,6 +46,7 @@ TARGETS = {
     "paddle_fp32_vs_torch_eager": 0.85,
     "paddle_fp32_vs_floor": 1.1,
     "paddle_bf16_vs_torch_eager": 0.45,
+    "train_time_ratio": 4.0,  # vs the two frameworks' own training steps
 }
 # float32-sized copies of a block's activations the layer diff holds at once:
 # torch float32, Paddle float32 and the float64 reference (twice the bytes).
@@ -164,6 +168,74 @@ def bench_conversion(ckpts: Dict[str, str], work: str, env: Dict[str, str], thre
             r.pop("last_stdout")
         rows.append(row)
     return rows
+
+
+PLAIN_TRAINING_SCRIPT = "from parity.benchmarks import plain_training; plain_training()"
+
+
+def plain_training() -> None:
+    """Child process: the two frameworks' own training steps and nothing else.
+    Both GENets built from the checkpoint in argv[1] (`build(pretrained=)`),
+    argv[3] steps of the default recipe at batch argv[2] on the batches
+    `genet-parity train` uses, torch then Paddle each step; prints the seconds
+    of the steps as JSON."""
+    from parity.runtime import configure_threads
+
+    configure_threads()
+    import paddle
+    import torch
+
+    import paddle_genet
+    import torch_ref
+    from converters.load import load_weights
+    from parity.training import Recipe, make_batches
+    from parity.training.paddle_recipe import paddle_loss, paddle_optimizer
+
+    path, batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    arch = load_weights(path).arch
+    start = time.perf_counter()
+    t_model = torch_ref.build(arch, pretrained=path).train()
+    p_model = paddle_genet.build(arch, pretrained=path)
+    p_model.train()
+    recipe = Recipe()
+    t_opt = recipe.torch_optimizer(t_model.parameters())
+    p_opt = paddle_optimizer(recipe, [p for p in p_model.parameters() if not p.stop_gradient])
+    batches = make_batches(arch, steps, batch, 1000)
+    built = time.perf_counter()
+    seconds = {"torch": 0.0, "paddle": 0.0}
+    for x, y in zip(batches.inputs, batches.labels):
+        t0 = time.perf_counter()
+        t_opt.zero_grad(set_to_none=True)
+        recipe.torch_loss(t_model(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        t_opt.step()
+        t1 = time.perf_counter()
+        p_opt.clear_grad()
+        paddle_loss(recipe, p_model(paddle.to_tensor(x)), paddle.to_tensor(y)).backward()
+        p_opt.step()
+        seconds["torch"] += t1 - t0
+        seconds["paddle"] += time.perf_counter() - t1
+    print(json.dumps({"build_s": built - start, "steps_s": seconds["torch"] + seconds["paddle"],
+                      "torch_steps_s": seconds["torch"], "paddle_steps_s": seconds["paddle"]}))
+
+
+def bench_train(ckpt: str, work: str, env: Dict[str, str], threads: int, repeats: int, batch: int, steps: int,
+                say) -> dict:
+    say(f"training parity GENet_small batch {batch}, {steps} steps: the frameworks' own steps")
+    plain = repeated([sys.executable, "-c", PLAIN_TRAINING_SCRIPT, ckpt, str(batch), str(steps)], env, repeats)
+    inner_plain = json.loads(plain.pop("last_stdout").strip().splitlines()[-1])
+    say(f"training parity GENet_small batch {batch}, {steps} steps: genet-parity train")
+    report = os.path.join(work, "train.json")
+    tool = repeated([_bin("genet-parity"), "train", "--weights", ckpt, "--batch-size", str(batch), "--steps",
+                     str(steps), "--summary-only", "--json", report, "--threads", str(threads)], env, repeats)
+    tool.pop("last_stdout")
+    with open(report) as f:
+        inner = json.load(f)
+    ratio = tool["wall_s"] / plain["wall_s"]
+    tool_steps = sum(s["seconds"] for s in inner["steps_summary"])
+    return {"batch_size": batch, "steps": steps, "plain_training": plain, "train": tool, "time_ratio": ratio,
+            "plain_phases_s": inner_plain, "train_steps_s": tool_steps,
+            "steps_ratio": tool_steps / inner_plain["steps_s"], "train_phases_s": inner.get("timings_s"),
+            "train_pass": inner.get("pass"), "targets": {"time": ratio <= TARGETS["train_time_ratio"]}}
 
 
 def bench_layer_diff(ckpt: str, work: str, env: Dict[str, str], threads: int, repeats: int, batch: int,
@@ -316,6 +388,21 @@ def render(result: dict, console) -> None:
         console.print("4. Input pipeline (decode + preprocess, GENet_large crops): " + "; ".join(
             f"{p['workers']} worker{'s' if p['workers'] != 1 else ''} {p['images_per_s']:.0f} img/s"
             for p in result["pipeline"]) + " vs model " + ", ".join(f"{k} {v:.1f} img/s" for k, v in model.items()))
+    if "train" in result:
+        d = result["train"]
+        t = Table(title=f"5. Training parity, GENet_small batch {d['batch_size']}, {d['steps']} steps (whole processes)")
+        for c in ("step", "median wall s", "peak RSS MB", "runs (s)"):
+            t.add_column(c)
+        for name, key in (("the frameworks' own training steps", "plain_training"), ("genet-parity train", "train")):
+            r = d[key]
+            t.add_row(name, f"{r['wall_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
+                      ", ".join(f"{s:.1f}" for s in r["runs_wall_s"]))
+        console.print(t)
+        console.print(f"time ratio {d['time_ratio']:.2f}x (target <= {TARGETS['train_time_ratio']:g}x: "
+                      f"{ok(d['targets']['time'])}); the steps alone: {d['train_steps_s']:.1f} s against "
+                      f"{d['plain_phases_s']['steps_s']:.1f} s ({d['steps_ratio']:.1f}x; torch "
+                      f"{d['plain_phases_s']['torch_steps_s']:.1f} s + Paddle {d['plain_phases_s']['paddle_steps_s']:.1f} s); "
+                      "train phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in (d.get("train_phases_s") or {}).items()))
     env = result["environment"]
     console.print(f"Machine: {env['cpu']}, {env['cpu_count']} cores; threads {env['threads']}; torch {env['torch']}, "
                   f"paddle {env['paddle']}; load average at start {env['load_average']}, at end "
@@ -329,7 +416,7 @@ def main(argv=None) -> int:
                    help="fewer repeats (3 processes, 5 timed iterations), GENet_large conversion only, "
                         "latency at batch 8 only, one layer-diff run; stated in the output")
     p.add_argument("--threads", type=int, help="threads for both frameworks in every process (default: all cores)")
-    p.add_argument("--skip", action="append", choices=["conversion", "layer-diff", "latency", "pipeline"],
+    p.add_argument("--skip", action="append", choices=["conversion", "layer-diff", "latency", "pipeline", "train"],
                    default=[], help="leave a section out (repeatable)")
     args = p.parse_args(argv)
 
@@ -359,16 +446,18 @@ def main(argv=None) -> int:
 
         archs = ("large",) if args.quick else ARCHS
         ckpts = {}
-        for arch in archs:
+        for arch in archs + (("small",) if "train" not in args.skip and "small" not in archs else ()):
             ckpts[arch] = os.path.join(work, f"GENet_{arch}.pth")
             write_torch(seeded_state(arch), ckpts[arch])
         if "conversion" not in args.skip:
-            result["conversion"] = bench_conversion(ckpts, work, env, threads, repeats, say)
+            result["conversion"] = bench_conversion({a: ckpts[a] for a in archs}, work, env, threads, repeats, say)
         if "layer-diff" not in args.skip:
             result["layer_diff"] = bench_layer_diff(ckpts["large"], work, env, threads, 1 if args.quick else repeats,
                                                     8, say)
         else:
             result["layer_diff_not_measured"] = "skipped with --skip layer-diff"
+        if "train" not in args.skip:
+            result["train"] = bench_train(ckpts["small"], work, env, threads, 1 if args.quick else repeats, 8, 3, say)
     if "latency" not in args.skip:
         official = seeded_state("large")
         lat = bench_latency(official, (8,) if args.quick else (1, 8), 2 if args.quick else 3,

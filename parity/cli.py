@@ -19,6 +19,7 @@ COMMANDS = {
     "eval": "parity.eval_cmd",
     "merge": "parity.merge_cmd",
     "certify": "parity.certify_cmd",
+    "train": "parity.train_cmd",
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3

@@ -118,4 +118,4 @@ def torch_state_of_paddle(model, arch: str, fused: bool = False):
     tensors = {k: v.numpy() for k, v in model.state_dict().items()}
     if fused:
         return fuse.between_fused(tensors, fuse.PADDLE_FUSED, fuse.FUSED, arch)
-    return mapping_table(arch).convert(tensors, "paddle", "official")
+    return mapping_table(arch, model.arch.classifier.out_features).convert(tensors, "paddle", "official")

@@ -46,11 +46,13 @@ def _open(width, height, fig_id, label) -> List[str]:
 
 # ---------------------------------------------------------------- log-scale series against depth
 def depth_panels(panels: Sequence[dict], n: int, fig_id: str, label: str, width: int = 1000,
-                 panel_height: int = 220, marker: Optional[Tuple[int, str]] = None) -> str:
+                 panel_height: int = 220, marker: Optional[Tuple[int, str]] = None,
+                 x_label: Optional[str] = None) -> str:
     """Stacked log-y line panels sharing an x axis of `n` positions.
     panels: [{"title": str, "series": [{"name", "values" (None = gap), "colour", "dash" (optional),
     "width" (optional)}]}]. Zeros sit on the bottom edge, inf/nan on the top edge.
-    marker: (position, text) drawn as a red vertical line on every panel."""
+    marker: (position, text) drawn as a red vertical line on every panel.
+    x_label: what the positions are (default: modules in forward order)."""
     left, right, top_pad, gap, bottom = 70, 170, 24, 38, 34
     pw = width - left - right
     height = top_pad + len(panels) * panel_height + (len(panels) - 1) * gap + bottom
@@ -88,8 +90,10 @@ def depth_panels(panels: Sequence[dict], n: int, fig_id: str, label: str, width:
             mx = x(marker[0])
             parts.append(f'<line class="divergent-marker" x1="{mx:.1f}" x2="{mx:.1f}" y1="{top}" y2="{top + ph}" '
                          f'stroke="#cf222e" stroke-width="2"/>')
-            if k == 0:
-                parts.append(f'<text x="{mx + 4:.1f}" y="{top + 14}" fill="#cf222e">{_esc(marker[1])}</text>')
+            if k == 0:  # the label on the side of the line with the room
+                anchor, tx = ("end", mx - 4) if mx > left + pw / 2 else ("start", mx + 4)
+                parts.append(f'<text x="{tx:.1f}" y="{top + 14}" text-anchor="{anchor}" fill="#cf222e">'
+                             f'{_esc(marker[1])}</text>')
         for s_k, s in enumerate(panel["series"]):
             segments, current = [], []
             for i, v in enumerate(s["values"]):
@@ -111,7 +115,7 @@ def depth_panels(panels: Sequence[dict], n: int, fig_id: str, label: str, width:
                          f'stroke="{s["colour"]}" stroke-width="2"{dash}/>')
             parts.append(f'<text x="{left + pw + 40}" y="{ly}">{_esc(s["name"])}</text>')
     parts.append(f'<text x="{left + pw / 2}" y="{height - 8}" text-anchor="middle" fill="{TEXT_MUTED}">'
-                 f'module, in forward order (mapping table), {n} in all</text>')
+                 f'{_esc(x_label or f"module, in forward order (mapping table), {n} in all")}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 

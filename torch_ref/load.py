@@ -21,7 +21,8 @@ def load_state(model: GENet, tensors: Mapping[str, object], source: Optional[str
     """
     arrays = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
               for k, v in tensors.items()}
-    check_state(arrays, model.arch.name, "fused" if model.fused else "official", source)
+    check_state(arrays, model.arch.name, "fused" if model.fused else "official", source,
+                num_classes=model.arch.classifier.out_features)
     own = model.state_dict()
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)).to(own[k].dtype) for k, v in arrays.items()},
                           strict=True)

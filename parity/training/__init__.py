@@ -1,0 +1,16 @@
+"""Training-step parity: the same fine-tuning steps in PyTorch and Paddle,
+compared quantity by quantity (train-mode forward of every layer, the loss,
+every gradient, every parameter and BN statistic after each step) against a
+float64 recomputation of each framework's own step.
+
+    from parity.training import Recipe, run_training_parity, make_batches
+
+`genet-parity train` is the command; docs/train.md describes the method.
+"""
+from .batches import Batches, make_batches
+from .mistakes import MISTAKES
+from .recipe import Recipe
+from .result import Check, TrainResult
+from .run import run_training_parity
+
+__all__ = ["Batches", "Check", "MISTAKES", "Recipe", "TrainResult", "make_batches", "run_training_parity"]
