@@ -43,22 +43,29 @@ def signals_deferred():
     """Hold SIGINT/SIGTERM back for the duration; one that arrives meanwhile
     is acted on (its handler called) as soon as the block ends.
 
-    Done with Python-level handlers, not a signal mask: a mask holds a
-    signal back from one thread only, and the kernel hands a process's
-    signal to any thread (torch, Paddle and OpenBLAS keep many), after which
-    Python runs the handler in the main thread regardless. Outside the main
-    thread, where handlers cannot be changed, this is a no-op."""
+    Two locks, because the kernel hands a process's signal to any thread
+    that does not block it (torch, Paddle and OpenBLAS keep many): the main
+    thread blocks the signals (so no C-level handler a library installed
+    behind Python's back runs in it, possibly inside malloc), and Python's own
+    handlers are swapped for a recorder (so a signal taken by another thread,
+    which Python then handles in the main thread, is only noted). Outside the
+    main thread, where neither can be changed, this is a no-op."""
     if threading.current_thread() is not threading.main_thread() or _deferring[0]:
         yield  # off the main thread, or nested: the outer block holds the signals
         return
     previous = {s: signal.getsignal(s) for s in _SIGNALS}
     swapped = [s for s, h in previous.items() if h is not None]  # None: set outside Python, cannot be restored
     _deferring[0] = 1
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS) if hasattr(signal, "pthread_sigmask") else None
     for s in swapped:
         signal.signal(s, _record)
     try:
         yield
     finally:
+        if mask is not None:
+            # Unblocking runs the handler of a signal pending on this thread at
+            # once: the recorder, still in place.
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for s in swapped:
             signal.signal(s, previous[s])
         _deferring[0] = 0

@@ -22,6 +22,7 @@ from .atomic import AtomicFile, commit_together
 from .io import write_pdparams, write_safetensors, write_torch
 from .load import LoadedWeights, check_finite, load_weights, to_layout
 from .mapping import TRANSPOSE, mapping_table
+from .verify import framework_of, import_paddle
 
 # Destination format by extension, and the layouts each can hold (first: default).
 FORMATS = {".pdparams": "pdparams", ".pth": "torch", ".pt": "torch", ".safetensors": "safetensors"}
@@ -215,6 +216,11 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
     table_version = mapping_table(source.arch).version
     timings["convert"] = time.perf_counter() - t
 
+    if verify and "paddle" in (source.framework, framework_of(layout)):
+        # Paddle's import replaces the SIGTERM handler for a moment (see
+        # converters.atomic.reclaim_signal_handlers): done before any temporary
+        # exists, a `kill` in that moment leaves nothing behind.
+        import_paddle()
     try:
         out_file = AtomicFile(dst)
     except OSError as e:  # read-only filesystem, permissions
