@@ -12,78 +12,37 @@ import paddle
 from paddle import nn
 
 from converters.pretrained import HEAD_SEED
-from genet_arch import Architecture, BatchNorm, Conv, ReLU, SuperBlock, get_arch
+from genet_arch import Architecture, get_arch, walk
 
 from .batchnorm import BatchNorm2D
 
 
-def _leaf(layer, fused: bool = False) -> nn.Layer:
-    if isinstance(layer, Conv):
-        # Fused (BN folded in, converters.fuse): every conv carries a bias.
-        return nn.Conv2D(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                         padding=layer.padding, groups=layer.groups,
-                         bias_attr=None if (layer.bias or fused) else False)
-    if isinstance(layer, BatchNorm):
-        # Paddle weights the running statistic, torch the new batch statistic.
-        return BatchNorm2D(layer.channels, momentum=1.0 - layer.momentum, epsilon=layer.eps)
-    if isinstance(layer, ReLU):
-        return nn.ReLU()
-    raise TypeError(f"not a leaf layer: {layer!r}")
+class NetBlock(walk.NetBlockBody, nn.Layer):
+    """The official ConvKX wrapper: one layer stored as `netblock`."""
 
 
-class NetBlock(nn.Layer):
-    def __init__(self, layer: nn.Layer):
-        super().__init__()
-        self.netblock = layer
-
-    def forward(self, x):
-        return self.netblock(x)
+class SuperResBlock(walk.SuperBlockBody, nn.Layer):
+    pass
 
 
-def _seq(layers, fused: bool) -> nn.Sequential:
-    # Fused: BN layers are removed, as the official fuse_bn() does, so indices shift.
-    return nn.Sequential(*(_leaf(x, fused) for x in layers if not (fused and isinstance(x, BatchNorm))))
+LEAVES = walk.Leaves(
+    conv=lambda c, bias: nn.Conv2D(c.in_channels, c.out_channels, c.kernel_size, stride=c.stride,
+                                   padding=c.padding, groups=c.groups, bias_attr=None if bias else False),
+    # Paddle weights the running statistic, torch the new batch statistic.
+    batchnorm=lambda b: BatchNorm2D(b.channels, momentum=1.0 - b.momentum, epsilon=b.eps),
+    relu=nn.ReLU, identity=nn.Identity, sequential=lambda m: nn.Sequential(*m), module_list=nn.LayerList,
+    net_block=NetBlock, super_block=SuperResBlock,
+    pool=lambda p: nn.AdaptiveAvgPool2D(p.output_size),
+    linear=lambda fc: nn.Linear(fc.in_features, fc.out_features, bias_attr=None if fc.bias else False))
 
 
-class SuperResBlock(nn.Layer):
-    def __init__(self, block: SuperBlock, fused: bool = False):
-        super().__init__()
-        self.shortcut_list = nn.LayerList(
-            [_seq(u.shortcut, fused) if u.shortcut else nn.Identity() for u in block.units])
-        self.conv_list = nn.LayerList([_seq(u.branch, fused) for u in block.units])
-        self.unit_relu = nn.LayerList([nn.ReLU() for _ in block.units])
+class GENet(walk.GENetBody, nn.Layer):
+    """The reproduction stores top-level BN and ReLU unwrapped (layout
+    'paddle'); folded: the official fused keys (converters.fuse), the fc
+    weight stays [in, out]."""
 
-    def forward(self, x):
-        for branch, shortcut, relu in zip(self.conv_list, self.shortcut_list, self.unit_relu):
-            x = relu(branch(x) + shortcut(x))
-        return x
-
-
-def _top(layer, fused: bool = False):
-    if isinstance(layer, SuperBlock):
-        return SuperResBlock(layer, fused)
-    if isinstance(layer, Conv):
-        return NetBlock(_leaf(layer, fused))
-    return _leaf(layer)  # the reproduction stores BN and ReLU unwrapped
-
-
-class GENet(nn.Layer):
     def __init__(self, arch: Architecture, fused: bool = False):
-        super().__init__()
-        self.arch = arch
-        self.fused = fused
-        # Fused: keys equal the official fused layout (converters.fuse), fc stays [in, out].
-        self.module_list = nn.LayerList([_top(b, fused) for b in arch.body
-                                         if not (fused and isinstance(b, BatchNorm))])
-        self.adptive_avg_pool = nn.AdaptiveAvgPool2D(arch.pool.output_size)
-        self.fc_linear = nn.Linear(arch.classifier.in_features, arch.classifier.out_features,
-                                   bias_attr=None if arch.classifier.bias else False)
-
-    def forward(self, x):
-        for block in self.module_list:
-            x = block(x)
-        x = self.adptive_avg_pool(x)
-        return self.fc_linear(paddle.flatten(x, 1))
+        super().__init__(arch, LEAVES, "paddle", fused)
 
 
 def build(arch: str = "large", num_classes: int = 1000, fused: bool = False, pretrained=None,

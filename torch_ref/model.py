@@ -7,76 +7,33 @@ from __future__ import annotations
 
 import logging
 
-import torch
 from torch import nn
 
 from converters.pretrained import HEAD_SEED
-from genet_arch import Architecture, BatchNorm, Conv, ReLU, SuperBlock, get_arch
+from genet_arch import Architecture, get_arch, walk
 
 
-def _leaf(layer, fused: bool = False) -> nn.Module:
-    if isinstance(layer, Conv):
-        # Fused (BN folded in, converters.fuse): every conv carries a bias.
-        return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
-                         padding=layer.padding, groups=layer.groups, bias=layer.bias or fused)
-    if isinstance(layer, BatchNorm):
-        return nn.BatchNorm2d(layer.channels, eps=layer.eps, momentum=layer.momentum)
-    if isinstance(layer, ReLU):
-        return nn.ReLU()
-    raise TypeError(f"not a leaf layer: {layer!r}")
-
-
-class NetBlock(nn.Module):
+class NetBlock(walk.NetBlockBody, nn.Module):
     """The official ConvKX/BN wrapper: one layer stored as `netblock`."""
 
-    def __init__(self, layer: nn.Module):
-        super().__init__()
-        self.netblock = layer
 
-    def forward(self, x):
-        return self.netblock(x)
+class SuperResBlock(walk.SuperBlockBody, nn.Module):
+    pass
 
 
-def _seq(layers, fused: bool) -> nn.Sequential:
-    # Fused: BN modules are removed, as the official fuse_bn() does, so indices shift.
-    return nn.Sequential(*(_leaf(x, fused) for x in layers if not (fused and isinstance(x, BatchNorm))))
+LEAVES = walk.Leaves(
+    conv=lambda c, bias: nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, stride=c.stride,
+                                   padding=c.padding, groups=c.groups, bias=bias),
+    batchnorm=lambda b: nn.BatchNorm2d(b.channels, eps=b.eps, momentum=b.momentum),
+    relu=nn.ReLU, identity=nn.Identity, sequential=lambda m: nn.Sequential(*m), module_list=nn.ModuleList,
+    net_block=NetBlock, super_block=SuperResBlock,
+    pool=lambda p: nn.AdaptiveAvgPool2d(p.output_size),
+    linear=lambda fc: nn.Linear(fc.in_features, fc.out_features, bias=fc.bias))
 
 
-class SuperResBlock(nn.Module):
-    def __init__(self, block: SuperBlock, fused: bool = False):
-        super().__init__()
-        # Registration order fixes state_dict order: shortcuts before branches.
-        self.shortcut_list = nn.ModuleList(
-            _seq(u.shortcut, fused) if u.shortcut else nn.Identity() for u in block.units)
-        self.conv_list = nn.ModuleList(_seq(u.branch, fused) for u in block.units)
-        # The official code applies this ReLU functionally; a parameter-free
-        # module makes each unit's output hookable without changing any key.
-        self.unit_relu = nn.ModuleList(nn.ReLU() for _ in block.units)
-
-    def forward(self, x):
-        for branch, shortcut, relu in zip(self.conv_list, self.shortcut_list, self.unit_relu):
-            x = relu(branch(x) + shortcut(x))
-        return x
-
-
-class GENet(nn.Module):
+class GENet(walk.GENetBody, nn.Module):
     def __init__(self, arch: Architecture, fused: bool = False):
-        super().__init__()
-        self.arch = arch
-        self.fused = fused
-        self.module_list = nn.ModuleList(
-            SuperResBlock(b, fused) if isinstance(b, SuperBlock)
-            else _leaf(b) if isinstance(b, ReLU) else NetBlock(_leaf(b, fused))
-            for b in arch.body if not (fused and isinstance(b, BatchNorm)))
-        self.adptive_avg_pool = nn.AdaptiveAvgPool2d(arch.pool.output_size)  # sic: official name
-        self.fc_linear = nn.Linear(arch.classifier.in_features, arch.classifier.out_features,
-                                   bias=arch.classifier.bias)
-
-    def forward(self, x):
-        for block in self.module_list:
-            x = block(x)
-        x = self.adptive_avg_pool(x)
-        return self.fc_linear(torch.flatten(x, 1))
+        super().__init__(arch, LEAVES, "official", fused)
 
 
 def build(arch: str = "large", num_classes: int = 1000, fused: bool = False, pretrained=None,
