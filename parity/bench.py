@@ -306,7 +306,6 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
     'compute_floor', 'pipeline'.
     """
     import paddle  # noqa: F401  (imported before the thread count is applied to it)
-    import torch
 
     from .compare import compare, top1_agreement
     from .reference import float64_logits, torch_logits

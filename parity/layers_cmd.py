@@ -50,10 +50,7 @@ def _weights(args):
 
     from .seeded import WEIGHT_SEED, seeded_state
 
-    try:
-        arch = canonical_arch(args.arch) if args.arch else None
-    except ValueError as e:
-        raise CheckpointError(None, str(e)) from None
+    arch = canonical_arch(args.arch) if args.arch else None  # an unknown name is bad input (exit 2)
     if not (args.weights or args.pdparams or args.random_weights):
         raise CheckpointError(None, "no weights: give --weights PATH, --pdparams PATH or --random-weights")
     if args.random_weights and (args.weights or args.pdparams):
