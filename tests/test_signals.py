@@ -52,6 +52,12 @@ def _check_folder(folder, rc, err, what=""):
         tensors = read_pdparams(os.path.join(folder, "x.pdparams"))
         assert list(record["tensors"]) == list(tensors), context
         assert all(record["tensors"][k]["sha256"] == tensor_sha256(v) for k, v in tensors.items()), context
+    if rc == -signal.SIGINT and "Interrupted." in err:
+        # Handled (temporaries removed, message printed), but the interrupt
+        # passed through Python code that a C extension ran during an import
+        # (PyRun_*), which marks it as unhandled for good: CPython then ends the
+        # process by SIGINT instead of exit 130 (its own rule, for shells).
+        return
     if rc < 0:
         # The signal's default outcome: it came while the interpreter was still
         # importing the command's modules (before its first line ran), during
@@ -103,12 +109,13 @@ def test_genet_convert_killed_at_30_moments_leaves_no_temporary(tmp_path):
             for i, folder, proc, _ in batch:
                 rc, err = _wait(proc)
                 _check_folder(folder, rc, err, f"run {i}, {signal.Signals(SIGNALS[i % 2]).name} after {delays[i]:.2f} s")
-                outcomes.append(rc)
+                outcomes.append(130 if rc == -signal.SIGINT and "Interrupted." in err else rc)
     finally:
         for proc in running:
             if proc.poll() is None:
                 proc.kill()
-                proc.communicate()
+            if proc.stderr is not None and not proc.stderr.closed:
+                proc.communicate()  # closes the pipe: no unclosed-file warning in a later test
     # The spread reached into the runs: a good part of them was interrupted (exit 130).
     assert outcomes.count(130) >= RUNS // 4, outcomes
 
