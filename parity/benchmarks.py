@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 ARCHS = ("small", "normal", "large")
 
@@ -47,6 +47,7 @@ TARGETS = {
     "paddle_fp32_vs_floor": 1.1,
     "paddle_bf16_vs_torch_eager": 0.45,
     "train_time_ratio": 4.0,  # vs the two frameworks' own training steps
+    "eval_fast_vs_eager": 2.5,  # images/s of `eval` (both frameworks), default runner vs --runner eager
 }
 # float32-sized copies of a block's activations the layer diff holds at once:
 # torch float32, Paddle float32 and the float64 reference (twice the bytes).
@@ -238,6 +239,48 @@ def bench_train(ckpt: str, work: str, env: Dict[str, str], threads: int, repeats
             "train_pass": inner.get("pass"), "targets": {"time": ratio <= TARGETS["train_time_ratio"]}}
 
 
+def photo_list(work: str, n_images: int) -> Tuple[str, str]:
+    """The bundled photos repeated to `n_images`, as a data folder and list."""
+    import shutil
+
+    from .sample_images import bundled_photos
+
+    folder = os.path.join(work, "eval_photos")
+    os.makedirs(folder, exist_ok=True)
+    photos = bundled_photos()
+    lines = []
+    for i in range(n_images):
+        name = f"{i:05d}.JPEG"
+        shutil.copyfile(photos[i % len(photos)], os.path.join(folder, name))
+        lines.append(f"{name} {i % 1000}")
+    listing = os.path.join(work, "eval_list.txt")
+    with open(listing, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return folder, listing
+
+
+def bench_eval(arch: str, work: str, env: Dict[str, str], threads: int, n_images: int, batch: int, say) -> dict:
+    """Whole `genet-parity eval` processes (start-up, the start-up checks and
+    decoding included), the default runner against --runner eager."""
+    folder, listing = photo_list(work, n_images)
+    runs = {}
+    for runner in ("eager", "fast"):
+        say(f"eval GENet_{arch}, {n_images} images, --runner {runner}")
+        summary = os.path.join(work, f"eval_{runner}.json")
+        cmd = [_bin("genet-parity"), "eval", "--seeded", "--arch", arch, "--data", folder, "--list", listing,
+               "--batch-size", str(batch), "--runner", runner, "--threads", str(threads),
+               "--results", os.path.join(work, f"eval_{runner}.jsonl"), "--json", summary]
+        r = run_process(cmd, env)
+        r.pop("last_stdout", None)
+        with open(summary) as f:
+            s = json.load(f)
+        r.update(images_per_s=n_images / r["wall_s"], runners=s["runners"], logit_checks_pass=s["logit_checks_pass"])
+        runs[runner] = r
+    ratio = runs["fast"]["images_per_s"] / runs["eager"]["images_per_s"]
+    return {"arch": arch, "n_images": n_images, "batch_size": batch, "runs": runs, "fast_vs_eager": ratio,
+            "targets": {"fast_vs_eager": ratio >= TARGETS["eval_fast_vs_eager"]}}
+
+
 def bench_layer_diff(ckpt: str, work: str, env: Dict[str, str], threads: int, repeats: int, batch: int,
                      say) -> dict:
     say(f"layer diff GENet_large batch {batch}: two plain forward passes")
@@ -388,6 +431,14 @@ def render(result: dict, console) -> None:
         console.print("4. Input pipeline (decode + preprocess, GENet_large crops): " + "; ".join(
             f"{p['workers']} worker{'s' if p['workers'] != 1 else ''} {p['images_per_s']:.0f} img/s"
             for p in result["pipeline"]) + " vs model " + ", ".join(f"{k} {v:.1f} img/s" for k, v in model.items()))
+    if "eval" in result:
+        d = result["eval"]
+        console.print(f"6. Evaluation, both frameworks, GENet_{d['arch']}, {d['n_images']} photos, batch "
+                      f"{d['batch_size']} (whole processes, start-up included): " + "; ".join(
+                          f"--runner {k} {r['images_per_s']:.1f} img/s ({r['wall_s']:.0f} s; paddle: "
+                          f"{r['runners']['paddle']})" for k, r in d["runs"].items())
+                      + f"; fast/eager {d['fast_vs_eager']:.2f}x (target >= {TARGETS['eval_fast_vs_eager']:g}x: "
+                      f"{ok(d['targets']['fast_vs_eager'])})")
     if "train" in result:
         d = result["train"]
         t = Table(title=f"5. Training parity, GENet_small batch {d['batch_size']}, {d['steps']} steps (whole processes)")
@@ -416,7 +467,7 @@ def main(argv=None) -> int:
                    help="fewer repeats (3 processes, 5 timed iterations), GENet_large conversion only, "
                         "latency at batch 8 only, one layer-diff run; stated in the output")
     p.add_argument("--threads", type=int, help="threads for both frameworks in every process (default: all cores)")
-    p.add_argument("--skip", action="append", choices=["conversion", "layer-diff", "latency", "pipeline", "train"],
+    p.add_argument("--skip", action="append", choices=["conversion", "layer-diff", "eval", "latency", "pipeline", "train"],
                    default=[], help="leave a section out (repeatable)")
     args = p.parse_args(argv)
 
@@ -456,6 +507,8 @@ def main(argv=None) -> int:
                                                     8, say)
         else:
             result["layer_diff_not_measured"] = "skipped with --skip layer-diff"
+        if "eval" not in args.skip:
+            result["eval"] = bench_eval("large", work, env, threads, 64 if args.quick else 512, 8, say)
         if "train" not in args.skip:
             result["train"] = bench_train(ckpts["small"], work, env, threads, 1 if args.quick else repeats, 8, 3, say)
     if "latency" not in args.skip:

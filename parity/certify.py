@@ -78,6 +78,7 @@ class CertifyOptions:
     batch_size: int = 32
     workers: int = 0
     device: str = "cpu"
+    runner: str = "fast"  # see evaluate.build_runners
     skip_bad: bool = False
     resume: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -421,7 +422,8 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
                 from .eval_cmd import batch_detail
 
                 on_batch = (lambda n, counts: progress.update(advance=n, detail=batch_detail(counts, ["torch", "paddle"])))
-            runners = build_runners(arch, ["torch", "paddle"], official, paddle_state, device, precision)
+            runners = build_runners(arch, ["torch", "paddle"], official, paddle_state, device, precision,
+                                    runner=opts.runner, say=say)
             header = make_header(arch, precision, device, runners,
                                  {"source": os.path.basename(opts.weights), "sha256": source.sha256,
                                   "paddle": os.path.basename(paddle_path)}, dataset, opts.limit, None, len(samples))

@@ -32,6 +32,8 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, help="decoding processes (default: number of cores)")
     p.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N; float16 is evaluated too on a GPU")
+    p.add_argument("--runner", choices=["fast", "eager"], default="fast",
+                   help="fast (default): Paddle evaluated on its inference predictor, checked at start-up; eager")
     p.add_argument("--skip-bad", action="store_true", help="skip undecodable images (listed in the certificate)")
     p.add_argument("--resume", action="store_true", help="continue interrupted evaluations from their results files")
     p.add_argument("--torch-top1-tolerance", type=float, default=t.torch_top1_points, metavar="POINTS",
@@ -115,8 +117,8 @@ def build_options(args):
         write_torch(seeded_state(arch), weights)
         return CertifyOptions(arch=arch, weights=weights, data=data, list_file=list_file, out_prefix=prefix,
                               demo=True, demo_note=DEMO_NOTE, limit=args.limit, batch_size=min(args.batch_size, 8),
-                              workers=workers, device=args.device, skip_bad=args.skip_bad, resume=args.resume,
-                              thresholds=thresholds, bench=not args.no_bench,
+                              workers=workers, device=args.device, runner=getattr(args, 'runner', 'fast'),
+                              skip_bad=args.skip_bad, resume=args.resume, thresholds=thresholds, bench=not args.no_bench,
                               bench_options=bench_options(args, demo=True))
     missing = [flag for flag, v in (("--weights", args.weights), ("--data", args.data)) if not v]
     if missing:
@@ -125,7 +127,8 @@ def build_options(args):
     prefix = args.out or f"certificate_GENet_{arch or os.path.splitext(os.path.basename(args.weights))[0]}"
     return CertifyOptions(arch=arch, weights=args.weights, pdparams=args.pdparams, data=args.data,
                           list_file=args.list, out_prefix=prefix, limit=args.limit, batch_size=args.batch_size,
-                          workers=workers, device=args.device, skip_bad=args.skip_bad, resume=args.resume,
+                          workers=workers, device=args.device, runner=getattr(args, 'runner', 'fast'),
+                          skip_bad=args.skip_bad, resume=args.resume,
                           thresholds=thresholds, bench=not args.no_bench, bench_options=bench_options(args))
 
 

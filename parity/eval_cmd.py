@@ -35,6 +35,9 @@ def add_arguments(p):
                    help="float16 on GPU is model.half() (Paddle: amp O2); on CPU torch runs real float16/bfloat16 "
                         "kernels and Paddle a labelled float16 emulation")
     p.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N (default cpu)")
+    p.add_argument("--runner", choices=["fast", "eager"], default="fast",
+                   help="fast (default): Paddle on its inference predictor, checked at start-up against the "
+                        "float64 recomputation, eager (said loudly) where it is unavailable; eager: both eager")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, help="decoding processes (default: number of cores; 0 = in-process)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images of the list")
@@ -111,7 +114,9 @@ def run_eval(args, console=None) -> dict:
     # start-up logit check's float64 recomputation is built from them.
     arch, official, paddle_state, provenance = load_states(
         args.arch, args.weights, args.seeded, args.pdparams, need_torch=True, need_paddle="paddle" in frameworks)
-    runners = build_runners(arch, frameworks, official, paddle_state, device, args.precision)
+    progress.stage("building the runners (the fast path is checked at start-up)")
+    runners = build_runners(arch, frameworks, official, paddle_state, device, args.precision, runner=args.runner,
+                            say=progress.note)
     header = make_header(arch, args.precision, device, runners, provenance, dataset, args.limit, shard, len(samples))
     results = args.results or default_results_path(arch, args.precision, shard)
     workers = default_threads() if args.workers is None else args.workers

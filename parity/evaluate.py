@@ -135,17 +135,69 @@ class PaddleRunner:
             return self.model(t).astype("float32").numpy()
 
 
+RUNNERS = ("fast", "eager")
+
+
+def paddle_fast_path(device: str, precision: str) -> Optional[str]:
+    """Why the Paddle inference predictor cannot run this device and
+    precision, or None when it can (it has no float16 CPU kernels, and
+    bfloat16 needs a CPU with native bf16)."""
+    from .inference import cpu_has_bf16
+
+    if device == "cpu" and precision == "float16":
+        return "the Paddle predictor has no float16 CPU kernels"
+    if device == "cpu" and precision == "bfloat16" and not cpu_has_bf16():
+        return "this CPU has no native bfloat16 (AVX512-BF16 or AMX) for the predictor"
+    if device != "cpu" and precision == "bfloat16":
+        return "the bfloat16 predictor is a CPU (oneDNN) path"
+    return None
+
+
 def build_runners(arch: str, frameworks: Sequence[str], official_state=None, paddle_state=None,
-                  device: str = "cpu", precision: str = "float32") -> Dict[str, object]:
+                  device: str = "cpu", precision: str = "float32", runner: str = "eager",
+                  say: Callable[[str], None] = lambda line: None) -> Dict[str, object]:
+    """One runner per framework. runner='fast': Paddle runs its inference
+    predictor (oneDNN on CPU), proven equal at start-up by the predictor's own
+    check against the float64 recomputation; where it is unavailable or fails
+    that check, Paddle runs eager and `say` reports why (never silently).
+    torch runs eager either way: it is the reference bar, and on CPU its eager
+    path is already within a few percent of the compute floor."""
+    if runner not in RUNNERS:
+        raise DataError(None, f"unknown runner {runner!r}; expected {', '.join(RUNNERS)}")
     runners = {}
     for fw in frameworks:
         if fw == "torch":
             runners[fw] = TorchRunner(arch, official_state, device, precision)
         elif fw == "paddle":
-            runners[fw] = PaddleRunner(arch, paddle_state, device, precision)
+            runners[fw] = _paddle_runner(arch, paddle_state, device, precision, runner, say)
         else:
             raise DataError(None, f"unknown framework {fw!r}; expected {', '.join(FRAMEWORKS)}")
     return runners
+
+
+def _paddle_runner(arch, paddle_state, device, precision, runner, say):
+    if runner == "fast":
+        why = paddle_fast_path(device, precision)
+        if why is None:
+            from converters.errors import VerificationError
+
+            from .inference import PredictorRunner
+
+            try:
+                fast = PredictorRunner(arch, paddle_state, device, precision)
+                check = fast.predictor.startup_check
+                say(f"paddle: inference predictor, start-up check passed (margin {check['margin']:.2g})")
+                return fast
+            except VerificationError as e:
+                why = f"the predictor failed its start-up check ({e})"
+            except (RuntimeError, ValueError, OSError) as e:  # Paddle raises these for a path it cannot build
+                why = f"the predictor could not be built ({type(e).__name__}: {e})"
+        say(f"WARNING: paddle falls back to eager: {why}")
+        eager = PaddleRunner(arch, paddle_state, device, precision)
+        eager.label += " (fast path unavailable)"
+        eager.fallback = why
+        return eager
+    return PaddleRunner(arch, paddle_state, device, precision)
 
 
 # ---------------------------------------------------------------- start-up logit check

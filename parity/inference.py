@@ -281,7 +281,7 @@ class PredictorRunner:
             paddle.set_device(device)
         model = paddle_model(arch, paddle_state, fused=fused)
         self.predictor = PaddlePredictor(model, arch, precision=precision, device=device)
-        self.label = f"paddle {paddle.__version__} {self.predictor.label}, {device.split(':')[0]}"
+        self.label = f"paddle {paddle.__version__} {self.predictor.label.replace('paddle ', '', 1)}, {device.split(':')[0]}"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.predictor(x)

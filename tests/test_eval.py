@@ -340,3 +340,35 @@ def test_folder_layout_gives_the_same_predictions(single_run, runners, photo_set
     preds_list = {r["path"]: r["pred"] for r in by_list}
     preds_folder = {r["path"].split("/")[1]: r["pred"] for r in by_folder}
     assert preds_folder == preds_list
+
+
+def test_cli_eval_runs_paddle_on_the_checked_predictor_and_falls_back_loudly(photo_set, tmp_path, capsys,
+                                                                           monkeypatch):
+    from converters.errors import VerificationError
+    from parity import inference
+    from parity.cli import main
+
+    common = ["eval", "--seeded", "--arch", ARCH, "--data", photo_set[0], "--list", photo_set[1], "--limit", "4",
+              "--batch-size", "4", "--workers", "0", "--threads", "2"]
+    assert main(common + ["--json", str(tmp_path / "fast.json"), "--results", str(tmp_path / "fast.jsonl")]) == 0
+    fast = json.loads((tmp_path / "fast.json").read_text())
+    assert "predictor (oneDNN, float32)" in fast["runners"]["paddle"] and "eager" in fast["runners"]["torch"]
+    # The run's own start-up check judged the predictor's logits, not only its constructor.
+    assert fast["logit_checks_pass"] and "predictor" in fast["logit_checks"][0]["judgements"]["paddle"]["candidate"]
+    assert "start-up check passed" in capsys.readouterr().err
+
+    assert main(common + ["--runner", "eager", "--json", str(tmp_path / "eager.json"),
+                          "--results", str(tmp_path / "eager.jsonl")]) == 0
+    eager = json.loads((tmp_path / "eager.json").read_text())
+    assert "predictor" not in eager["runners"]["paddle"] and "eager" in eager["runners"]["paddle"]
+    assert eager["top1"] == fast["top1"]  # 4 images, predictions far from ties
+
+    class Broken(inference.PredictorRunner):
+        def __init__(self, *a, **k):
+            raise VerificationError("paddle predictor: start-up check failed: error 1 vs float64, OUT of the bound")
+
+    monkeypatch.setattr(inference, "PredictorRunner", Broken)
+    assert main(common + ["--json", str(tmp_path / "fb.json"), "--results", str(tmp_path / "fb.jsonl")]) == 0
+    fallback = json.loads((tmp_path / "fb.json").read_text())
+    assert "(fast path unavailable)" in fallback["runners"]["paddle"]
+    assert "WARNING: paddle falls back to eager: the predictor failed its start-up check" in capsys.readouterr().err
