@@ -138,21 +138,6 @@ class PaddleRunner:
 RUNNERS = ("fast", "eager")
 
 
-def paddle_fast_path(device: str, precision: str) -> Optional[str]:
-    """Why the Paddle inference predictor cannot run this device and
-    precision, or None when it can (it has no float16 CPU kernels, and
-    bfloat16 needs a CPU with native bf16)."""
-    from .inference import cpu_has_bf16
-
-    if device == "cpu" and precision == "float16":
-        return "the Paddle predictor has no float16 CPU kernels"
-    if device == "cpu" and precision == "bfloat16" and not cpu_has_bf16():
-        return "this CPU has no native bfloat16 (AVX512-BF16 or AMX) for the predictor"
-    if device != "cpu" and precision == "bfloat16":
-        return "the bfloat16 predictor is a CPU (oneDNN) path"
-    return None
-
-
 def build_runners(arch: str, frameworks: Sequence[str], official_state=None, paddle_state=None,
                   device: str = "cpu", precision: str = "float32", runner: str = "eager",
                   say: Callable[[str], None] = lambda line: None) -> Dict[str, object]:
@@ -177,7 +162,10 @@ def build_runners(arch: str, frameworks: Sequence[str], official_state=None, pad
 
 def _paddle_runner(arch, paddle_state, device, precision, runner, say):
     if runner == "fast":
-        why = paddle_fast_path(device, precision)
+        from .inference import predictor_unavailable
+
+        # Asked before building anything, so an unavailable path costs nothing.
+        why = predictor_unavailable(device, precision)
         if why is None:
             from converters.errors import VerificationError
 
@@ -195,7 +183,6 @@ def _paddle_runner(arch, paddle_state, device, precision, runner, say):
         say(f"WARNING: paddle falls back to eager: {why}")
         eager = PaddleRunner(arch, paddle_state, device, precision)
         eager.label += " (fast path unavailable)"
-        eager.fallback = why
         return eager
     return PaddleRunner(arch, paddle_state, device, precision)
 

@@ -150,6 +150,17 @@ def tensorrt_available() -> bool:
     return tuple(inference.get_trt_compile_version()) != (0, 0, 0)
 
 
+def predictor_unavailable(device: str, precision: str) -> Optional[str]:
+    """Why the Paddle predictor cannot run `precision` on `device`, or None."""
+    if device == "cpu" and precision == "float16":
+        return "the Paddle predictor has no float16 CPU kernels; use float32 or bfloat16 on CPU"
+    if device == "cpu" and precision == "bfloat16" and not cpu_has_bf16():
+        return "the bfloat16 predictor needs a CPU with native bfloat16 (AVX512-BF16 or AMX); this one has neither"
+    if device != "cpu" and precision == "bfloat16":
+        return "the bfloat16 predictor is a CPU (oneDNN) path; use float16 on a GPU"
+    return None
+
+
 class PaddlePredictor:
     """A `paddle.inference` predictor of an eager Paddle GENet.
 
@@ -173,13 +184,9 @@ class PaddlePredictor:
         self.device = device
         self.threads = int(threads or configured_threads())
         resolution = get_arch(self.arch).resolution
-        if device == "cpu" and precision == "float16":
-            raise ValueError("the Paddle predictor has no float16 CPU kernels; use float32 or bfloat16 on CPU")
-        if device == "cpu" and precision == "bfloat16" and not cpu_has_bf16():
-            raise ValueError("the bfloat16 predictor needs a CPU with native bfloat16 (AVX512-BF16 or AMX); "
-                             "this one has neither")
-        if device != "cpu" and precision == "bfloat16":
-            raise ValueError("the bfloat16 predictor is a CPU (oneDNN) path; use float16 on a GPU")
+        why = predictor_unavailable(device, self.precision)
+        if why:
+            raise ValueError(why)
         start = time.perf_counter()
         self._dir = temporary_dir("genet_predictor_")
         try:

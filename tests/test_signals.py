@@ -38,7 +38,8 @@ def _wait(proc, timeout=120):
 
 
 def _check_folder(folder, rc, err, what=""):
-    """No temporary; either nothing or a complete, consistent pair."""
+    """No temporary; either nothing or a complete, consistent pair. Returns
+    the outcome: the exit code, 130 for every interrupt the command handled."""
     names = sorted(os.listdir(folder))
     context = (what, names, rc, err[-800:])
     assert not [n for n in names if n.endswith(".tmp")], context
@@ -57,7 +58,7 @@ def _check_folder(folder, rc, err, what=""):
         # passed through Python code that a C extension ran during an import
         # (PyRun_*), which marks it as unhandled for good: CPython then ends the
         # process by SIGINT instead of exit 130 (its own rule, for shells).
-        return
+        return 130
     if rc < 0:
         # The signal's default outcome: it came while the interpreter was still
         # importing the command's modules (before its first line ran), during
@@ -65,10 +66,11 @@ def _check_folder(folder, rc, err, what=""):
         # temporary exists), or while the interpreter shut down after the
         # command returned (both files complete, checked above).
         assert rc in (-signal.SIGINT, -signal.SIGTERM) and "Interrupted." not in err, context
-        return
+        return rc
     assert rc in (0, 130), context
     if rc == 130:
         assert "Interrupted." in err, context
+    return rc
 
 
 def test_genet_convert_killed_at_30_moments_leaves_no_temporary(tmp_path):
@@ -108,8 +110,8 @@ def test_genet_convert_killed_at_30_moments_leaves_no_temporary(tmp_path):
                 proc.send_signal(SIGNALS[i % 2])
             for i, folder, proc, _ in batch:
                 rc, err = _wait(proc)
-                _check_folder(folder, rc, err, f"run {i}, {signal.Signals(SIGNALS[i % 2]).name} after {delays[i]:.2f} s")
-                outcomes.append(130 if rc == -signal.SIGINT and "Interrupted." in err else rc)
+                outcomes.append(_check_folder(folder, rc, err,
+                                              f"run {i}, {signal.Signals(SIGNALS[i % 2]).name} after {delays[i]:.2f} s"))
     finally:
         for proc in running:
             if proc.poll() is None:
