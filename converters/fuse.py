@@ -15,18 +15,16 @@ the classifier stored the Paddle way ([in, out]).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from genet_arch import BatchNorm, Conv, get_arch, naming
+from genet_arch import get_arch, naming
 
 from .checks import check_keys
 from .errors import CheckpointError
-
-FUSED, PADDLE_FUSED = "fused", "paddle_fused"
-FUSED_LAYOUTS = (FUSED, PADDLE_FUSED)
-
+from .fused_layout import FUSED, FUSED_LAYOUTS, PADDLE_FUSED, conv_bn_pairs, expected  # noqa: F401  (re-exported)
+from .mapping import mapping_table
 
 def fold(weight: np.ndarray, bias: Optional[np.ndarray], gamma: np.ndarray, beta: np.ndarray,
          mean: np.ndarray, var: np.ndarray, eps: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -38,39 +36,9 @@ def fold(weight: np.ndarray, bias: Optional[np.ndarray], gamma: np.ndarray, beta
     return w.astype(np.float32), b.astype(np.float32)
 
 
-def conv_bn_pairs(arch_name: str) -> List[Tuple[Conv, BatchNorm]]:
-    """Every conv with the BN that follows it, in state_dict order."""
-    leaves = list(get_arch(arch_name).leaves())
-    pairs = []
-    for i, layer in enumerate(leaves):
-        if isinstance(layer, Conv):
-            bn = leaves[i + 1] if i + 1 < len(leaves) else None
-            if not isinstance(bn, BatchNorm) or bn.channels != layer.out_channels:
-                raise AssertionError(f"GENet_{arch_name}: conv at {layer.site} is not followed by its BN")
-            pairs.append((layer, bn))
-    return pairs
-
-
-def expected(arch_name: str, layout: str = FUSED) -> List[Tuple[str, Tuple[int, ...]]]:
-    """(key, shape) of every tensor of a fused checkpoint, in file order."""
-    if layout not in FUSED_LAYOUTS:
-        raise ValueError(f"unknown fused layout {layout!r}; expected one of {FUSED_LAYOUTS}")
-    arch = get_arch(arch_name)
-    out = []
-    for conv, _ in conv_bn_pairs(arch_name):
-        path = naming.layer_path(arch, conv, "fused")
-        out += [(f"{path}.weight", conv.weight_shape), (f"{path}.bias", (conv.out_channels,))]
-    fc = arch.classifier
-    fc_shape = fc.paddle_weight_shape if layout == PADDLE_FUSED else fc.torch_weight_shape
-    out += [(f"{naming.fc_path('fused')}.weight", fc_shape), (f"{naming.fc_path('fused')}.bias", (fc.out_features,))]
-    return out
-
-
 def fuse_state(official: Mapping[str, np.ndarray], arch_name: str, layout: str = FUSED,
                source: Optional[str] = None) -> Dict[str, np.ndarray]:
     """Fold every BN of an official-layout state dict (checked strictly first)."""
-    from .mapping import mapping_table
-
     table = mapping_table(arch_name)
     check_keys({k: tuple(np.shape(v)) for k, v in official.items()}, table.expected("official"),
                f"the official layout of GENet_{table.arch.name}", source)

@@ -22,6 +22,7 @@ from genet_arch.naming import LAYOUTS
 
 from .checks import check_keys
 from .errors import CheckpointError
+from .fused_layout import expected as fused_expected
 
 # Layouts that store tensors the torch way (Linear [out, in], BN counters).
 TORCH_LAYOUTS = ("official", "timm")
@@ -246,9 +247,7 @@ def check_state(tensors: Mapping[str, np.ndarray], arch: str, layout: str, sourc
     shapes = {k: tuple(np.shape(v)) for k, v in tensors.items()}
     from .checks import key_report
 
-    if layout in ("fused", "paddle_fused"):  # BN folded: not a renaming, listed by converters.fuse
-        from .fuse import expected as fused_expected
-
+    if layout in ("fused", "paddle_fused"):  # BN folded: not a renaming, listed by converters.fused_layout
         if num_classes != 1000:
             raise ValueError(f"fused layouts are listed for the 1000-class head only, not {num_classes} classes")
         expected = fused_expected(table.arch.name, layout)
