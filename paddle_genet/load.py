@@ -1,6 +1,7 @@
 """Load weights into `paddle_genet` models: strict, all-or-nothing, no pickle code run."""
 from __future__ import annotations
 
+import logging
 from typing import Mapping, Optional
 
 import numpy as np
@@ -8,8 +9,10 @@ import paddle
 
 from converters.io import read_pdparams
 from converters.mapping import check_state
+from converters.pretrained import HEAD_SEED, pretrained_state
+from genet_arch import get_arch
 
-from .model import GENet, build
+from .model import GENet
 
 
 def load_state(model: GENet, tensors: Mapping[str, object], source: Optional[str] = None) -> GENet:
@@ -31,3 +34,28 @@ def load_state(model: GENet, tensors: Mapping[str, object], source: Optional[str
 def load_pdparams(path: str, arch: str, num_classes: int = 1000) -> GENet:
     """An eval-mode model with the `.pdparams` at `path` (read safely, not with paddle.load)."""
     return load_state(build(arch, num_classes), read_pdparams(path), source=path)
+
+def build(arch: str = "large", num_classes: int = 1000, fused: bool = False, pretrained=None,
+          head_seed: int = HEAD_SEED) -> GENet:
+    """An eval-mode GENet; `arch` is small|normal|large or GENet_small|... .
+    `fused=True`: BN folded into the convs (layout 'paddle_fused' of converters.fuse).
+
+    `pretrained`: a checkpoint path (the official .pth, timm's weights or a
+    .pdparams; read without running pickle code), loaded strictly; only a head
+    of another size than `num_classes` is replaced, by a fresh one drawn from
+    `head_seed` (the same numbers `torch_ref.build` draws).
+    `model.load_report` names what was replaced."""
+    if pretrained is None:
+        model = GENet(get_arch(arch, num_classes), fused)
+    else:
+        if fused:
+            raise ValueError("pretrained= builds the unfused model (fine-tuning trains the BN layers); fold BN "
+                             "afterwards with converters.fuse")
+        tensors, report = pretrained_state(str(pretrained), arch, num_classes, "paddle", head_seed)
+        with paddle.LazyGuard():  # no random initialisation: load_state overwrites every tensor
+            model = GENet(get_arch(arch, num_classes), fused)
+        load_state(model, tensors, source=str(pretrained))
+        model.load_report = report
+        logging.getLogger(__name__).info("%s", report)
+    model.eval()
+    return model

@@ -6,13 +6,9 @@ state_dict keys and order equal the existing Paddle reproduction's
 """
 from __future__ import annotations
 
-import logging
-
-import paddle
 from paddle import nn
 
-from converters.pretrained import HEAD_SEED
-from genet_arch import Architecture, get_arch, walk
+from genet_arch import Architecture, walk
 
 from .batchnorm import BatchNorm2D
 
@@ -43,33 +39,3 @@ class GENet(walk.GENetBody, nn.Layer):
 
     def __init__(self, arch: Architecture, fused: bool = False):
         super().__init__(arch, LEAVES, "paddle", fused)
-
-
-def build(arch: str = "large", num_classes: int = 1000, fused: bool = False, pretrained=None,
-          head_seed: int = HEAD_SEED) -> GENet:
-    """An eval-mode GENet; `arch` is small|normal|large or GENet_small|... .
-    `fused=True`: BN folded into the convs (layout 'paddle_fused' of converters.fuse).
-
-    `pretrained`: a checkpoint path (the official .pth, timm's weights or a
-    .pdparams; read without running pickle code), loaded strictly; only a head
-    of another size than `num_classes` is replaced, by a fresh one drawn from
-    `head_seed` (the same numbers `torch_ref.build` draws).
-    `model.load_report` names what was replaced."""
-    if pretrained is None:
-        model = GENet(get_arch(arch, num_classes), fused)
-    else:
-        from converters.pretrained import pretrained_state
-
-        from .load import load_state
-
-        if fused:
-            raise ValueError("pretrained= builds the unfused model (fine-tuning trains the BN layers); fold BN "
-                             "afterwards with converters.fuse")
-        tensors, report = pretrained_state(str(pretrained), arch, num_classes, "paddle", head_seed)
-        with paddle.LazyGuard():  # no random initialisation: load_state overwrites every tensor
-            model = GENet(get_arch(arch, num_classes), fused)
-        load_state(model, tensors, source=str(pretrained))
-        model.load_report = report
-        logging.getLogger(__name__).info("%s", report)
-    model.eval()
-    return model

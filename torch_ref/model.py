@@ -5,12 +5,9 @@ checkpoints load with strict=True.
 """
 from __future__ import annotations
 
-import logging
-
 from torch import nn
 
-from converters.pretrained import HEAD_SEED
-from genet_arch import Architecture, get_arch, walk
+from genet_arch import Architecture, walk
 
 
 class NetBlock(walk.NetBlockBody, nn.Module):
@@ -34,27 +31,3 @@ LEAVES = walk.Leaves(
 class GENet(walk.GENetBody, nn.Module):
     def __init__(self, arch: Architecture, fused: bool = False):
         super().__init__(arch, LEAVES, "official", fused)
-
-
-def build(arch: str = "large", num_classes: int = 1000, fused: bool = False, pretrained=None,
-          head_seed: int = HEAD_SEED) -> GENet:
-    """An eval-mode GENet; `arch` is small|normal|large or GENet_small|... .
-    `fused=True`: BN folded into the convs, state_dict = the official fused layout.
-
-    `pretrained`: a checkpoint path (official, timm or Paddle layout, read
-    safely), loaded strictly; only a head of another size than `num_classes`
-    is replaced, by a fresh one drawn from `head_seed` (the same numbers
-    `paddle_genet.build` draws). `model.load_report` names what was replaced."""
-    model = GENet(get_arch(arch, num_classes), fused).eval()
-    if pretrained is not None:
-        from converters.pretrained import pretrained_state
-
-        from .load import load_state
-
-        if fused:
-            raise ValueError("pretrained= builds the unfused model (fine-tuning trains the BN layers); fold BN "
-                             "afterwards with converters.fuse")
-        tensors, model.load_report = pretrained_state(str(pretrained), arch, num_classes, "official", head_seed)
-        load_state(model, tensors, source=str(pretrained))
-        logging.getLogger(__name__).info("%s", model.load_report)
-    return model
