@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -37,8 +38,11 @@ def decode_one(path: str, arch: str) -> Tuple[Optional[np.ndarray], Optional[str
 
 
 def _decode_chunk(job):
+    """(results, seconds this worker spent decoding them)."""
     arch, paths = job
-    return [decode_one(p, arch) for p in paths]
+    start = time.perf_counter()
+    results = [decode_one(p, arch) for p in paths]
+    return results, time.perf_counter() - start
 
 
 @dataclass
@@ -53,7 +57,12 @@ class Batch:
 class Decoder:
     """Iterate batches of `samples` (objects with .path relative to `root`
     resolved by `abspath(sample)`), decoding ahead in `workers` processes
-    (0 = in this process)."""
+    (0 = in this process).
+
+    After (or during) iteration: `decode_s` is the seconds spent decoding,
+    summed over the workers (their busy time, not the wall time), and
+    `normalize_s` the main process's seconds normalizing batches; with
+    `decoded`, they give the decoding stage's own rate."""
 
     def __init__(self, arch: str, abspath, workers: int = 0, batch_size: int = 32, prefetch: int = 2):
         if batch_size < 1:
@@ -61,6 +70,9 @@ class Decoder:
         self.arch, self.abspath, self.workers = arch, abspath, max(0, int(workers))
         self.batch_size, self.prefetch = batch_size, max(1, int(prefetch))
         self._pool = None
+        self.decoded = 0
+        self.decode_s = 0.0
+        self.normalize_s = 0.0
 
     def __enter__(self):
         if self.workers > 0:
@@ -81,15 +93,19 @@ class Decoder:
         parts = [paths[i:i + step] for i in range(0, len(paths), step)]
         return [self._pool.submit(_decode_chunk, (self.arch, p)) for p in parts]
 
-    @staticmethod
-    def _collect(pending) -> list:
-        if pending and hasattr(pending[0], "result"):
+    def _collect(self, pending) -> list:
+        if isinstance(pending, tuple):  # decoded in this process
+            parts = [pending]
+        else:
             try:
-                return [r for part in pending for r in part.result()]
+                parts = [part.result() for part in pending]
             except BrokenProcessPool as e:
                 raise RuntimeError(f"a decoding worker process died ({e}); rerun with --workers 0 to decode in "
                                    f"this process") from None
-        return pending
+        results = [r for rs, _ in parts for r in rs]
+        self.decode_s += sum(seconds for _, seconds in parts)
+        self.decoded += len(results)
+        return results
 
     def batches(self, samples: Sequence) -> Iterator[Batch]:
         chunks = [samples[i:i + self.batch_size] for i in range(0, len(samples), self.batch_size)]
@@ -106,5 +122,8 @@ class Decoder:
             results = self._collect(pending)
             ok = [(s, c) for s, (c, _) in zip(chunk, results) if c is not None]
             failed = [(s, err) for s, (c, err) in zip(chunk, results) if c is None]
+            start = time.perf_counter()
             crops = np.stack([c for _, c in ok]) if ok else np.zeros((0, crop, crop, 3), np.uint8)
-            yield Batch([s for s, _ in ok], normalize_batch(crops, self.arch), failed)
+            inputs = normalize_batch(crops, self.arch)
+            self.normalize_s += time.perf_counter() - start
+            yield Batch([s for s, _ in ok], inputs, failed)

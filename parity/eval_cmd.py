@@ -91,10 +91,13 @@ def run_eval(args, console=None) -> dict:
     """Everything `eval` does, returning the summary. Progress goes to stderr
     (or to `console.file`)."""
     from .data import launcher_rank, open_dataset, parse_shard, select
-    from .evaluate import build_runners, evaluate, logit_check, make_header, normalize_device
+    import time
+
+    from .evaluate import RunTimes, batch_detail, build_runners, evaluate, logit_check, make_header, normalize_device
     from .progress import Progress
     from .runtime import default_threads
 
+    started = time.perf_counter()
     shard = parse_shard(args.shard)
     device = normalize_device(args.device)
     launched = launcher_rank() if args.shard and args.shard.strip().lower() == "auto" else None
@@ -124,24 +127,16 @@ def run_eval(args, console=None) -> dict:
         progress.note(label)
     progress.stage(f"GENet_{arch}, {args.precision}, batches of {args.batch_size}", total=len(samples),
                    unit="images")
+    times = RunTimes()
+    startup_s = time.perf_counter() - started
     with progress:
         summary = evaluate(runners, dataset, samples, header, results, resume=args.resume, skip_bad=args.skip_bad,
                            batch_size=args.batch_size, workers=workers,
                            on_batch=lambda n, counts: progress.update(advance=n, detail=batch_detail(counts, frameworks)),
-                           check=logit_check(arch, official, runners, device, args.precision))
+                           check=logit_check(arch, official, runners, device, args.precision), times=times)
+    summary["throughput"] = {**times.summary(frameworks), "startup_s": startup_s}
     progress.note(f"per-image predictions: {os.path.abspath(results)}")
     return summary
-
-
-def batch_detail(counts: dict, frameworks) -> str:
-    """Top-1 so far per framework and their agreement, for a progress line."""
-    total = counts["n"]
-    if not total:
-        return ""
-    text = ", ".join(f"{fw} top-1 {100.0 * counts[fw] / total:.2f}%" for fw in frameworks)
-    if len(frameworks) == 2:
-        text += f", agree {100.0 * counts['agree'] / total:.2f}%"
-    return text
 
 
 def print_summary(out, s: dict):
@@ -178,12 +173,30 @@ def print_summary(out, s: dict):
         out.print(f"Start-up logit check{where}, first {c['n_images']} images vs a float64 recomputation "
                   f"(bar: 16 x torch {c['precision']} error): {parts}: {'PASS' if c['pass'] else 'FAIL'}",
                   style=None if c["pass"] else "bold red")
+    if s.get("throughput"):
+        out.print(throughput_line(s["throughput"]))
     if s["n_bad"]:
         out.print(f"Skipped {s['n_bad']} image(s) that failed to decode:", style="yellow")
         for b in s["bad_images"][:DISAGREEMENTS_SHOWN]:
             out.print(f"  {b['path']}: {b['error']}", indent="    ")
     if not s["complete"]:
         out.print(f"Incomplete: {s['n_evaluated'] + s['n_bad']} of {s['n_expected']} images done.", style="yellow")
+
+
+def throughput_line(t: dict) -> str:
+    """This run's images/s and each stage's on its own time (see evaluate.RunTimes)."""
+    def rate(v):
+        return "n/a" if v is None else f"{v:.1f}"
+
+    stages = t["stages"]
+    parts = [f"{fw} {rate(v['images_per_s'])}" for fw, v in stages.items() if fw != "decode"]
+    d = stages["decode"]
+    per = f" per worker x {d['workers']}" if d["workers"] else " in-process"
+    parts.append(f"decode {rate(d['images_per_s'])}{per}")
+    start = f"; start-up {t['startup_s']:.1f} s" if t.get("startup_s") is not None else ""
+    return (f"Throughput: {t['images']} images in {t['run_s']:.1f} s = {rate(t['images_per_s'])} images/s "
+            f"(stages alone: {', '.join(parts)}; waited {t['decode_wait_s']:.1f} s for decoding, "
+            f"{t['check_s']:.1f} s in the start-up check{start})")
 
 
 def write_json(path, data):

@@ -50,29 +50,59 @@ def normalize_device(device: str) -> str:
 # ---------------------------------------------------------------- runners
 class TorchRunner:
     """The official model in PyTorch. float16 is `model.half()` as in the
-    official evaluation (on CPU too: torch has CPU half convolutions)."""
+    official evaluation (on CPU too: torch has CPU half convolutions).
+    channels_last: the same eager model with NHWC tensors (oneDNN's native
+    layout on CPU: no reorder around each convolution), checked at start-up
+    by `check()` before a run trusts it."""
 
     name = "torch"
 
-    def __init__(self, arch: str, official_state, device: str = "cpu", precision: str = "float32"):
+    def __init__(self, arch: str, official_state, device: str = "cpu", precision: str = "float32",
+                 channels_last: bool = False):
         import torch
 
         import torch_ref
 
+        self.arch, self.official_state, self.precision = arch, official_state, precision
         self.device = "cpu" if device == "cpu" else device.replace("gpu", "cuda")
         if self.device != "cpu" and not torch.cuda.is_available():
             raise DataError(None, f"--device {device}: this PyTorch build sees no CUDA GPU")
         self.dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[precision]
         model = torch_ref.load_state(torch_ref.build(arch), official_state, source="torch weights")
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
-        self.label = f"torch {torch.__version__} eager, {precision}, {device.split(':')[0]}"
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.model = self.model.to(memory_format=self.memory_format)
+        mode = "eager channels-last" if channels_last else "eager"
+        self.label = f"torch {torch.__version__} {mode}, {precision}, {device.split(':')[0]}"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(x).to(device=self.device, dtype=self.dtype))
+            t = torch.from_numpy(x).to(device=self.device, dtype=self.dtype)
+            out = self.model(t.contiguous(memory_format=self.memory_format))
             return out.float().cpu().numpy()
+
+    def check(self) -> dict:
+        """This runner's logits on a seeded batch judged by the project's rule
+        against the float64 recomputation (bar: eager torch, contiguous);
+        raises VerificationError when they fail it."""
+        return _startup_check(self, self.arch, self.official_state, self.precision, self.device)
+
+
+def _startup_check(runner, arch, official_state, precision, device) -> dict:
+    from converters.errors import VerificationError
+
+    from .reference import judge_logits
+    from .seeded import seeded_input
+
+    x = seeded_input(arch, 2)
+    j = judge_logits(f"GENet_{arch} logits", arch, official_state, x, runner(x), dtype=precision,
+                     device=device.replace("cuda", "gpu"), candidate_label=runner.label)
+    if not j.passed:
+        raise VerificationError(f"{runner.label}: start-up check failed: {j.describe()}")
+    return {**j.to_dict(), "batch": int(x.shape[0]), "pass": True}
 
 
 class PaddleRunner:
@@ -141,50 +171,69 @@ RUNNERS = ("fast", "eager")
 def build_runners(arch: str, frameworks: Sequence[str], official_state=None, paddle_state=None,
                   device: str = "cpu", precision: str = "float32", runner: str = "eager",
                   say: Callable[[str], None] = lambda line: None) -> Dict[str, object]:
-    """One runner per framework. runner='fast': Paddle runs its inference
-    predictor (oneDNN on CPU), proven equal at start-up by the predictor's own
-    check against the float64 recomputation; where it is unavailable or fails
-    that check, Paddle runs eager and `say` reports why (never silently).
-    torch runs eager either way: it is the reference bar, and on CPU its eager
-    path is already within a few percent of the compute floor."""
+    """One runner per framework. runner='fast': each framework on its fastest
+    path proven equal here, at start-up, against the float64 recomputation
+    with the project's rule: torch eager on channels-last tensors, Paddle its
+    inference predictor (oneDNN on CPU). Where a fast path is unavailable or
+    fails its check, that framework runs eager and `say` reports why (never
+    silently). runner='eager': both eager, contiguous.
+    torch.compile is not used: its compilation (tens of seconds per input
+    shape on CPU) costs more than it saves on all but the largest runs."""
     if runner not in RUNNERS:
         raise DataError(None, f"unknown runner {runner!r}; expected {', '.join(RUNNERS)}")
     runners = {}
     for fw in frameworks:
         if fw == "torch":
-            runners[fw] = TorchRunner(arch, official_state, device, precision)
+            eager = lambda: TorchRunner(arch, official_state, device, precision)  # noqa: E731
+            fast = lambda: _checked(TorchRunner(arch, official_state, device, precision, channels_last=True))  # noqa: E731
+            runners[fw] = _fast_or_eager(fw, "the channels-last path", fast, eager, None, runner, say)
         elif fw == "paddle":
-            runners[fw] = _paddle_runner(arch, paddle_state, device, precision, runner, say)
+            from .inference import predictor_unavailable
+
+            eager = lambda: PaddleRunner(arch, paddle_state, device, precision)  # noqa: E731
+            runners[fw] = _fast_or_eager(fw, "the predictor", lambda: _predictor_runner(arch, paddle_state, device,
+                                                                                          precision),
+                                         eager, predictor_unavailable(device, precision), runner, say)
         else:
             raise DataError(None, f"unknown framework {fw!r}; expected {', '.join(FRAMEWORKS)}")
     return runners
 
 
-def _paddle_runner(arch, paddle_state, device, precision, runner, say):
-    if runner == "fast":
-        from .inference import predictor_unavailable
+def _checked(runner):
+    runner.startup_check = runner.check()
+    return runner
 
-        # Asked before building anything, so an unavailable path costs nothing.
-        why = predictor_unavailable(device, precision)
-        if why is None:
-            from converters.errors import VerificationError
 
-            from .inference import PredictorRunner
+def _predictor_runner(arch, paddle_state, device, precision):
+    from .inference import PredictorRunner
 
-            try:
-                fast = PredictorRunner(arch, paddle_state, device, precision)
-                check = fast.predictor.startup_check
-                say(f"paddle: inference predictor, start-up check passed (margin {check['margin']:.2g})")
-                return fast
-            except VerificationError as e:
-                why = f"the predictor failed its start-up check ({e})"
-            except (RuntimeError, ValueError, OSError) as e:  # Paddle raises these for a path it cannot build
-                why = f"the predictor could not be built ({type(e).__name__}: {e})"
-        say(f"WARNING: paddle falls back to eager: {why}")
-        eager = PaddleRunner(arch, paddle_state, device, precision)
-        eager.label += " (fast path unavailable)"
-        return eager
-    return PaddleRunner(arch, paddle_state, device, precision)
+    fast = PredictorRunner(arch, paddle_state, device, precision)
+    fast.startup_check = fast.predictor.startup_check
+    return fast
+
+
+def _fast_or_eager(fw, what, build_fast, build_eager, unavailable, runner, say):
+    """The fast runner when it builds and passes its start-up check, else the
+    eager one, with a WARNING line saying why (`unavailable`: the reason the
+    fast path cannot run here at all, asked before building anything)."""
+    if runner == "eager":
+        return build_eager()
+    why = unavailable
+    if why is None:
+        from converters.errors import VerificationError
+
+        try:
+            fast = build_fast()
+            say(f"{fw}: {fast.label}, start-up check passed (margin {fast.startup_check['margin']:.2g})")
+            return fast
+        except VerificationError as e:
+            why = f"{what} failed its start-up check ({e})"
+        except (RuntimeError, ValueError, OSError) as e:  # what the frameworks raise for a path they cannot build
+            why = f"{what} could not be built ({type(e).__name__}: {e})"
+    say(f"WARNING: {fw} falls back to eager: {why}")
+    eager = build_eager()
+    eager.label += " (fast path unavailable)"
+    return eager
 
 
 # ---------------------------------------------------------------- start-up logit check
@@ -342,15 +391,33 @@ def summarize(header: dict, records: Sequence[dict], expected: Optional[int] = N
 
 
 # ---------------------------------------------------------------- the loop
+def batch_detail(counts: dict, frameworks) -> str:
+    """Top-1 so far per framework and their agreement, for a progress line."""
+    total = counts["n"]
+    if not total:
+        return ""
+    text = ", ".join(f"{fw} top-1 {100.0 * counts[fw] / total:.2f}%" for fw in frameworks)
+    if len(frameworks) == 2:
+        text += f", agree {100.0 * counts['agree'] / total:.2f}%"
+    return text
+
+
 def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sample], header: dict,
              results_path: str, resume: bool = False, skip_bad: bool = False, batch_size: int = 32,
              workers: int = 0, on_batch: Optional[Callable[[int, dict], None]] = None,
-             check: Optional[Callable[[np.ndarray], dict]] = None) -> dict:
+             check: Optional[Callable[[np.ndarray], dict]] = None, times: Optional["RunTimes"] = None) -> dict:
     """Evaluate `samples` with every runner on the same inputs; returns the summary.
 
     on_batch(n_images_done_this_batch, running_counts) drives a progress display.
-    check: a `logit_check`, run on the first batch evaluated and recorded."""
+    check: a `logit_check`, run on the first batch evaluated and recorded.
+    times: a `RunTimes` to fill with this run's stage times (the summary
+    is a pure function of the results file, so it holds none)."""
+    import time
+
+    times = times if times is not None else RunTimes()
+    clock = times.clock
     writer = ResultsWriter(results_path, header, resume)
+    started = time.perf_counter()
     try:
         todo = [s for s in samples if s.index not in writer.done]
         counts = {"n": 0, **{fw: 0 for fw in runners}, "agree": 0}
@@ -363,7 +430,13 @@ def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sam
         if on_batch:
             on_batch(len(writer.done), counts)
         with Decoder(header["arch"], dataset.abspath, workers=workers, batch_size=batch_size) as decoder:
-            for batch in decoder.batches(todo):
+            times.decoder = decoder
+            batches = decoder.batches(todo)
+            while True:
+                with clock("decode_wait"):
+                    batch = next(batches, None)
+                if batch is None:
+                    break
                 if batch.failed and not skip_bad:
                     sample, err = batch.failed[0]
                     raise DataError(dataset.abspath(sample), f"cannot be decoded: {err} "
@@ -371,11 +444,16 @@ def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sam
                 records = [{"type": "bad", "index": s.index, "path": s.path, "label": s.label, "error": err}
                            for s, err in batch.failed]
                 if batch.samples and check is not None:
-                    writer.checks.append(check(batch.inputs))
-                    writer.write(writer.checks[-1:])
+                    with clock("check"):
+                        writer.checks.append(check(batch.inputs))
+                        writer.write(writer.checks[-1:])
                     check = None
                 if batch.samples:
-                    logits = {fw: run(batch.inputs) for fw, run in runners.items()}
+                    logits = {}
+                    for fw, run in runners.items():
+                        with clock(fw):
+                            logits[fw] = run(batch.inputs)
+                    times.images += len(batch.samples)
                     preds = {fw: topk(v) for fw, v in logits.items()}
                     if len(runners) == 2:
                         a, b = logits.values()
@@ -391,12 +469,48 @@ def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sam
                             counts[fw] += int(preds[fw][i][0] == s.label)
                         counts["agree"] += len({int(p[i][0]) for p in preds.values()}) == 1
                 records.sort(key=lambda r: r["index"])
-                writer.write(records)
+                with clock("write"):
+                    writer.write(records)
                 for r in records:
                     writer.done[r["index"]] = r
                 if on_batch:
                     on_batch(len(records), counts)
     finally:
         writer.close()
+        times.run_s += time.perf_counter() - started
     return summarize(header, list(writer.done.values()) + writer.checks)
 
+
+class RunTimes:
+    """Where an `evaluate` run's time went, for its images/s: the loop's wall
+    time (decoding, both models, the start-up logit check and the writes, as
+    they overlapped) and each stage on its own time: a framework's seconds
+    inside its runner calls, decoding's seconds summed over its workers."""
+
+    def __init__(self):
+        from .progress import PhaseClock
+
+        self.clock = PhaseClock()
+        self.images = 0
+        self.run_s = 0.0
+        self.decoder = None
+
+    def summary(self, frameworks: Sequence[str]) -> dict:
+        """The run's "throughput" record (images/s = None where no time was spent)."""
+        def rate(n, seconds):
+            return n / seconds if seconds > 0 else None
+
+        phases = self.clock.totals()
+        d = self.decoder
+        decoded, decode_s = (d.decoded, d.decode_s) if d is not None else (0, 0.0)
+        stages = {fw: {"s": phases.get(fw, 0.0), "images_per_s": rate(self.images, phases.get(fw, 0.0))}
+                  for fw in frameworks}
+        # Per worker: with the cores free, the pool decodes about `workers` times this.
+        stages["decode"] = {"s": decode_s, "images": decoded, "images_per_s": rate(decoded, decode_s),
+                            "workers": d.workers if d is not None else 0,
+                            "normalize_s": d.normalize_s if d is not None else 0.0}
+        models_s = sum(phases.get(fw, 0.0) for fw in frameworks)
+        return {"images": self.images, "run_s": self.run_s, "images_per_s": rate(self.images, self.run_s),
+                "models_s": models_s, "models_images_per_s": rate(self.images, models_s),
+                "decode_wait_s": phases.get("decode_wait", 0.0), "check_s": phases.get("check", 0.0),
+                "write_s": phases.get("write", 0.0), "stages": stages}

@@ -156,3 +156,32 @@ class Progress:
                          count=self._count() if (self._total or self._done) else "",
                          detail="  ".join(x for x in (detail, eta) if x))
         self._bar.refresh()
+
+
+class PhaseClock:
+    """Wall seconds summed per named phase: `with clock("torch"): ...`.
+    Reports read `totals()`; nothing here prints."""
+
+    def __init__(self):
+        self._totals = {}
+
+    def __call__(self, phase: str):
+        return _Timed(self, phase)
+
+    def add(self, phase: str, seconds: float) -> None:
+        self._totals[phase] = self._totals.get(phase, 0.0) + seconds
+
+    def totals(self) -> dict:
+        return dict(self._totals)
+
+
+class _Timed:
+    def __init__(self, clock: PhaseClock, phase: str):
+        self.clock, self.phase = clock, phase
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.clock.add(self.phase, time.perf_counter() - self.start)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from parity import evaluate as evaluate_module
 from parity.data import DataError, open_dataset, select
 from parity.evaluate import build_runners, evaluate, logit_check, make_header, read_results
 from parity.merge_cmd import merge
@@ -352,23 +353,60 @@ def test_cli_eval_runs_paddle_on_the_checked_predictor_and_falls_back_loudly(pho
               "--batch-size", "4", "--workers", "0", "--threads", "2"]
     assert main(common + ["--json", str(tmp_path / "fast.json"), "--results", str(tmp_path / "fast.jsonl")]) == 0
     fast = json.loads((tmp_path / "fast.json").read_text())
-    assert "predictor (oneDNN, float32)" in fast["runners"]["paddle"] and "eager" in fast["runners"]["torch"]
+    assert "predictor (oneDNN, float32)" in fast["runners"]["paddle"]
+    assert "eager channels-last" in fast["runners"]["torch"]
     # The run's own start-up check judged the predictor's logits, not only its constructor.
     assert fast["logit_checks_pass"] and "predictor" in fast["logit_checks"][0]["judgements"]["paddle"]["candidate"]
     assert "start-up check passed" in capsys.readouterr().err
+    # The run's images/s: every stage's time lies inside the loop's wall time.
+    t = fast["throughput"]
+    assert t["images"] == 4 and t["stages"]["decode"]["images"] == 4 and t["stages"]["decode"]["workers"] == 0
+    inside = t["models_s"] + t["decode_wait_s"] + t["check_s"] + t["write_s"]
+    assert 0 < inside <= t["run_s"] and t["images_per_s"] == pytest.approx(4 / t["run_s"])
+    assert all(t["stages"][fw]["s"] > 0 for fw in ("torch", "paddle", "decode")) and t["startup_s"] > 0
+    # In-process decoding is waited for in full: its busy time is part of the wait.
+    assert t["stages"]["decode"]["s"] <= t["decode_wait_s"]
 
     assert main(common + ["--runner", "eager", "--json", str(tmp_path / "eager.json"),
                           "--results", str(tmp_path / "eager.jsonl")]) == 0
     eager = json.loads((tmp_path / "eager.json").read_text())
     assert "predictor" not in eager["runners"]["paddle"] and "eager" in eager["runners"]["paddle"]
+    assert "channels-last" not in eager["runners"]["torch"]
     assert eager["top1"] == fast["top1"]  # 4 images, predictions far from ties
 
     class Broken(inference.PredictorRunner):
         def __init__(self, *a, **k):
             raise VerificationError("paddle predictor: start-up check failed: error 1 vs float64, OUT of the bound")
 
+    def broken_check(self):
+        raise VerificationError("torch channels-last: start-up check failed: error 1 vs float64, OUT of the bound")
+
     monkeypatch.setattr(inference, "PredictorRunner", Broken)
+    monkeypatch.setattr(evaluate_module.TorchRunner, "check", broken_check)
     assert main(common + ["--json", str(tmp_path / "fb.json"), "--results", str(tmp_path / "fb.jsonl")]) == 0
     fallback = json.loads((tmp_path / "fb.json").read_text())
     assert "(fast path unavailable)" in fallback["runners"]["paddle"]
-    assert "WARNING: paddle falls back to eager: the predictor failed its start-up check" in capsys.readouterr().err
+    assert "(fast path unavailable)" in fallback["runners"]["torch"]
+    assert "channels-last" not in fallback["runners"]["torch"]
+    err = capsys.readouterr().err
+    assert "WARNING: paddle falls back to eager: the predictor failed its start-up check" in err
+    assert "WARNING: torch falls back to eager: the channels-last path failed its start-up check" in err
+
+
+def test_torch_channels_last_check_refuses_wrong_logits():
+    """The fast torch path's start-up check is a real check: the same runner
+    with one weight 0.1% off fails it (the truth is built from the weights
+    the runner was given, not from its model)."""
+    import torch
+
+    from converters.errors import VerificationError
+    from parity.evaluate import TorchRunner
+    from parity.seeded import seeded_state
+
+    runner = TorchRunner(ARCH, seeded_state(ARCH), channels_last=True)
+    check = runner.check()
+    assert check["pass"] and 0 <= check["margin"] < 1
+    with torch.no_grad():
+        runner.model.fc_linear.weight.mul_(1.001)
+    with pytest.raises(VerificationError, match="start-up check failed"):
+        runner.check()
