@@ -12,7 +12,6 @@ tests: tests check the bookkeeping with tiny iteration counts.
 from __future__ import annotations
 
 import os
-import platform
 import time
 from typing import Callable, List, Optional, Sequence, Union
 
@@ -21,7 +20,9 @@ import numpy as np
 from genet_arch import CARDS, canonical_arch
 
 from . import inference
-from .runtime import configure_threads, configured_threads, cpu_name, set_paddle_threads, thread_report
+from .frameworks import check_dtype, layout_states, paddle_model, torch_device, torch_dtype, torch_model
+from .environment import environment
+from .runtime import configure_threads, configured_threads, set_paddle_threads, thread_report
 
 FRAMEWORKS = ("torch", "paddle")
 MODES = ("eager", "best")
@@ -113,30 +114,6 @@ def default_device() -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def environment(device: str) -> dict:
-    import numpy
-    import paddle
-    import torch
-
-    env = {"device": device, "cpu": cpu_name(), "cpu_count": os.cpu_count(),
-           # Other processes competing for the cores make every figure slower.
-           "load_average": [round(v, 2) for v in os.getloadavg()], "python": platform.python_version(),
-           "torch": torch.__version__, "paddle": paddle.__version__, "numpy": numpy.__version__,
-           "threads": thread_report(),
-           "precision_flags": {
-               "torch_float32_matmul_precision": torch.get_float32_matmul_precision(),
-               "torch_mkldnn": torch.backends.mkldnn.is_available(),
-               "cpu_native_bfloat16": inference.cpu_has_bf16()}}
-    if device != "cpu":
-        env["gpu"] = torch.cuda.get_device_name(int(device.split(":")[1]) if ":" in device else 0)
-        env["precision_flags"].update({
-            "cudnn_benchmark": torch.backends.cudnn.benchmark,
-            "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-            "paddle_tensorrt": inference.tensorrt_available()})
-    return env
-
-
 # ---------------------------------------------------------------- compute floor
 def compute_floor(arch: str, device: str = "cpu", dtype: str = "float32", repeats: int = 5) -> dict:
     """The model's FLOPs per image over the best conv/matmul rate this machine
@@ -147,8 +124,8 @@ def compute_floor(arch: str, device: str = "cpu", dtype: str = "float32", repeat
 
     arch = canonical_arch(arch)
     flops = 2.0 * CARDS[arch].macs_g * 1e9
-    dev = inference.torch_device(device)
-    tdt = inference.torch_dtype(dtype)
+    dev = torch_device(device)
+    tdt = torch_dtype(dtype)
     sync = torch.cuda.synchronize if dev != "cpu" else (lambda: None)
     n = 2048 if dev == "cpu" else 8192
     a = torch.randn(n, n, device=dev).to(tdt)
@@ -211,9 +188,9 @@ def _torch_path(arch, state, fused, mode, dtype, device, x_np) -> _Path:
     import torch
 
     start = time.perf_counter()
-    model = inference.torch_model(arch, state, fused=fused, device=device, dtype=dtype)
-    dev = inference.torch_device(device)
-    x = torch.from_numpy(x_np).to(device=dev, dtype=inference.torch_dtype(dtype))
+    model = torch_model(arch, state, fused=fused, device=device, dtype=dtype)
+    dev = torch_device(device)
+    x = torch.from_numpy(x_np).to(device=dev, dtype=torch_dtype(dtype))
     sync = torch.cuda.synchronize if dev != "cpu" else (lambda: None)
     out = {}
     if mode == "eager":
@@ -238,7 +215,7 @@ def _paddle_path(arch, state, fused, mode, dtype, device, x_np) -> _Path:
 
     start = time.perf_counter()
     paddle.set_device(device)
-    model = inference.paddle_model(arch, state, fused=fused)
+    model = paddle_model(arch, state, fused=fused)
     if mode == "eager":
         if dtype != "float32" and (device == "cpu" or dtype == "bfloat16"):
             raise _Unsupported(f"Paddle eager has no {dtype} {'CPU ' if device == 'cpu' else ''}kernels here")
@@ -317,7 +294,7 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
     device = device or default_device()
     device = "gpu:0" if device == "gpu" else device.replace("cuda", "gpu")
     kind = "cpu" if device == "cpu" else "gpu"
-    dtypes = tuple(inference.check_dtype(d) for d in _as_tuple(dtype, str))
+    dtypes = tuple(check_dtype(d) for d in _as_tuple(dtype, str))
     folds = _as_tuple(fuse_bn, bool)
     bad = [f for f in frameworks if f not in FRAMEWORKS] + [m for m in modes if m not in MODES]
     if bad:
@@ -327,7 +304,7 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
     seeded = official_state is None
     state = seeded_state(arch) if seeded else official_state
     x = seeded_input(arch, batch)
-    env = environment(device)  # before timing: the load average says how busy the cores were
+    env = environment(device, ",".join(dtypes))  # before timing: the load average says how busy the cores were
 
     # Every path's logits are judged by the project's rule (parity.tolerances):
     # the truth is the float64 recomputation (unfolded weights) on the same
@@ -348,7 +325,7 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
 
     results, paths = [], []
     for fused in folds:
-        states = inference.layout_states(arch, state, fused)
+        states = layout_states(arch, state, fused)
         for fw in frameworks:
             for mode in modes:
                 for dt in dtypes:

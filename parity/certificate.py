@@ -333,8 +333,9 @@ def to_html(cert: dict) -> str:
     if cert.get("demo"):
         parts.append(f'<p class="demo">{_e(cert.get("demo_note"))}</p>')
     env = cert.get("environment", {})
+    cpu = env.get("cpu", env.get("processor"))  # 'processor' in certificates before environment/1
     parts.append(f'<p class="muted">Created {_e(cert["created_utc"])} in {cert["seconds"]:.1f} s on {_e(device)} '
-                 f'({_e(env.get("processor"))}); torch {_e(env.get("torch"))}, paddle {_e(env.get("paddle"))}. '
+                 f'({_e(cpu)}); torch {_e(env.get("torch"))}, paddle {_e(env.get("paddle"))}. '
                  f"Schema {_e(cert['schema'])} v{cert['schema_version']}.</p>")
 
     parts.append("<h2>Checks</h2>" + _checks_table(cert))

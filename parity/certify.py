@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, List, Optional
@@ -32,6 +31,8 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from genet_arch import CARDS, canonical_arch
+
+from .environment import environment
 
 SCHEMA = "genet-parity/certificate"
 SCHEMA_VERSION = 1
@@ -91,18 +92,6 @@ def _file_record(role: str, path: str) -> dict:
     from converters.io import sha256_file
 
     return {"role": role, "path": os.path.abspath(path), "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
-
-
-def environment(device: str) -> dict:
-    import PIL
-
-    from .layer_diff import environment as framework_environment
-    from .runtime import cpu_name
-
-    env = framework_environment("gpu" if device != "cpu" else "cpu", "float32")
-    env.update(pillow=PIL.__version__, machine=platform.machine(), cpu_count=os.cpu_count(),
-               processor=cpu_name())
-    return env
 
 
 def verdict(checks: List[Check], demo: bool) -> str:
@@ -362,7 +351,7 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
 
     from .data import open_dataset, select
     from .decode import Decoder
-    from .evaluate import build_runners, evaluate, logit_check, make_header, normalize_device
+    from .evaluate import RunTimes, build_runners, evaluate, logit_check, make_header, normalize_device
 
     start = time.perf_counter()
     device = normalize_device(opts.device)
@@ -419,7 +408,7 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
         for precision in precisions:
             step(f"evaluation ({precision}, {len(samples):,} images)", total=len(samples), unit="images")
             if progress is not None:
-                from .eval_cmd import batch_detail
+                from .evaluate import batch_detail
 
                 on_batch = (lambda n, counts: progress.update(advance=n, detail=batch_detail(counts, ["torch", "paddle"])))
             runners = build_runners(arch, ["torch", "paddle"], official, paddle_state, device, precision,
@@ -428,10 +417,12 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
                                  {"source": os.path.basename(opts.weights), "sha256": source.sha256,
                                   "paddle": os.path.basename(paddle_path)}, dataset, opts.limit, None, len(samples))
             results_path = f"{opts.out_prefix}.eval_{precision}.jsonl"
+            times = RunTimes()
             summary = evaluate(runners, dataset, samples, header, results_path,
                                resume=opts.resume, skip_bad=opts.skip_bad, batch_size=opts.batch_size,
                                workers=opts.workers, on_batch=on_batch,
-                               check=logit_check(arch, official, runners, device, precision))
+                               check=logit_check(arch, official, runners, device, precision), times=times)
+            summary["throughput"] = times.summary(list(runners))
             evaluations[precision] = summary
             checks.append(logit_check_row(summary, precision))
             predictions[precision] = _predictions(results_path)
@@ -462,7 +453,7 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
         "thresholds": asdict(opts.thresholds),
         "inputs": inputs,
         "dataset": {**dataset.describe(), "evaluated": len(samples), "limit": opts.limit},
-        "environment": environment(device),
+        "environment": environment(device),  # parity.environment
         "checks": [asdict(c) for c in checks],
         "evaluation": evaluations,
         "accuracy": accuracy,  # top-1 per framework with its 95% interval

@@ -86,7 +86,7 @@ def torch_logits(arch: str, state: Mapping[str, np.ndarray], x: np.ndarray, fuse
     """Logits of eager torch (the reference framework) at `dtype` on `device`."""
     import torch
 
-    from .inference import torch_device, torch_model
+    from .frameworks import torch_device, torch_model
 
     model = torch_model(arch, state, fused=fused, device=device, dtype=dtype)
     with torch.inference_mode():

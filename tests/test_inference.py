@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from converters.errors import CheckpointError, VerificationError
-from parity import inference
+from parity import frameworks, inference
 from parity.runtime import configure_threads, configured_threads, paddle_threads
 from parity.seeded import seeded_input, seeded_state
 from .conftest import assert_matches_official, reference
@@ -36,13 +36,13 @@ def official_logits():
 
 @pytest.fixture(scope="module")
 def paddle_models(state):
-    return {fused: inference.paddle_model(ARCH, inference.layout_states(ARCH, state, fused)[1], fused=fused)
+    return {fused: frameworks.paddle_model(ARCH, frameworks.layout_states(ARCH, state, fused)[1], fused=fused)
             for fused in (False, True)}
 
 
 @pytest.mark.parametrize("fused", [False, True])
 def test_torch_model_matches_official_outputs(state, x, official_logits, fused):
-    model = inference.torch_model(ARCH, inference.layout_states(ARCH, state, fused)[0], fused=fused)
+    model = frameworks.torch_model(ARCH, frameworks.layout_states(ARCH, state, fused)[0], fused=fused)
     with torch.inference_mode():
         out = model(torch.from_numpy(x)).numpy()
     assert_matches_official(ARCH, state, x, out, official_logits)
@@ -58,18 +58,18 @@ def test_paddle_eager_matches_official_outputs(paddle_models, state, x, official
 def test_folding_changes_the_weights(state):
     """The folded model is not the unfolded one under another name: its conv
     weights differ (each scaled by its BN) and no BN tensor is left."""
-    fused = inference.layout_states(ARCH, state, True)[0]
+    fused = frameworks.layout_states(ARCH, state, True)[0]
     assert not any("running_mean" in k for k in fused)
     key = "module_list.0.netblock.weight"
     assert not np.allclose(fused[key], state[key])
 
 
 def test_fused_state_with_a_wrong_shape_names_the_key(state):
-    fused = dict(inference.layout_states(ARCH, state, True)[1])
+    fused = dict(frameworks.layout_states(ARCH, state, True)[1])
     key = next(iter(fused))
     fused[key] = fused[key][:1]
     with pytest.raises(CheckpointError, match=key.replace(".", r"\.")):
-        inference.paddle_model(ARCH, fused, fused=True)
+        frameworks.paddle_model(ARCH, fused, fused=True)
 
 
 @pytest.mark.parametrize("fused", [False, True])
@@ -80,7 +80,7 @@ def test_float32_predictor_matches_official_outputs(paddle_models, state, x, off
         assert_matches_official(ARCH, state, x, pred(x), official_logits)
 
 
-@pytest.mark.skipif(not inference.cpu_has_bf16(), reason="CPU without native bfloat16 (AVX512-BF16/AMX)")
+@pytest.mark.skipif(not frameworks.cpu_has_bf16(), reason="CPU without native bfloat16 (AVX512-BF16/AMX)")
 def test_bfloat16_predictor_within_bfloat16_tolerance(paddle_models, state, x, official_logits):
     with inference.PaddlePredictor(paddle_models[False], ARCH, "bfloat16") as pred:
         check = pred.startup_check
@@ -95,7 +95,7 @@ def test_bfloat16_predictor_within_bfloat16_tolerance(paddle_models, state, x, o
 
 
 def test_startup_check_rejects_a_predictor_of_another_model(paddle_models, state):
-    other = inference.paddle_model(ARCH, inference.layout_states(ARCH, seeded_state(ARCH, seed=7), False)[1])
+    other = frameworks.paddle_model(ARCH, frameworks.layout_states(ARCH, seeded_state(ARCH, seed=7), False)[1])
     with inference.PaddlePredictor(paddle_models[False], ARCH, "float32", check=False) as pred:
         with pytest.raises(VerificationError, match="start-up check failed"):
             pred.verify(other)
@@ -125,7 +125,7 @@ def test_paddle_threads_stay_set_after_a_predictor_run(paddle_models, x):
 
 
 def test_torch_compiled_matches_official_outputs(state, x, official_logits):
-    model = inference.torch_model(ARCH, state)
+    model = frameworks.torch_model(ARCH, state)
     compiled = inference.TorchCompiled(model)
     out = compiled(compiled.prepare(torch.from_numpy(x))).numpy()
     assert_matches_official(ARCH, state, x, out, official_logits)

@@ -31,9 +31,9 @@ PREDICTOR = """
 import sys
 from converters.verify import import_paddle
 import_paddle()
-from parity import inference
+from parity import frameworks, inference
 from parity.seeded import seeded_state
-model = inference.paddle_model("small", inference.layout_states("small", seeded_state("small"), False)[1])
+model = frameworks.paddle_model("small", frameworks.layout_states("small", seeded_state("small"), False)[1])
 inference.PaddlePredictor(model, "small", precision="float32", device="cpu").close()
 print("built", file=sys.stderr)
 """

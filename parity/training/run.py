@@ -96,7 +96,8 @@ def run_training_parity(arch: str, official_state: Mapping[str, np.ndarray], bat
     import paddle_genet
     import torch_ref
 
-    from ..layer_diff import _Clock, _progress_callback, environment
+    from ..environment import environment
+    from ..layer_diff import _Clock, _progress_callback
     from .float64_step import Float64Twin
     from .paddle_recipe import apply_model_mistakes, paddle_loss, paddle_optimizer
 
