@@ -26,9 +26,11 @@ def _depthwise_f64(self, x):
     out = None
     for i in range(k):
         for j in range(k):
-            term = xp[:, :, i:i + s * (h - 1) + 1:s, j:j + s * (w - 1) + 1:s] * self.weight[:, 0, i, j].view(1, -1, 1, 1)
-            out = term if out is None else out + term
-    return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+            shifted = xp[:, :, i:i + s * (h - 1) + 1:s, j:j + s * (w - 1) + 1:s]
+            weight = self.weight[:, 0, i, j].view(1, -1, 1, 1)
+            # Accumulated in place: one output buffer instead of two new tensors per tap.
+            out = shifted * weight if out is None else out.addcmul_(shifted, weight)
+    return out if self.bias is None else out.add_(self.bias.view(1, -1, 1, 1))
 
 
 def fast_float64(model):
