@@ -422,3 +422,24 @@ def test_float64_errors_are_float64_exact():
     scale, (err,) = _f64_errors(r, [x])
     assert scale == np.max(np.abs(r))
     assert err == np.max(np.abs(x.astype(np.float64) - r)) and 0 < err < 4e-6  # half a float32 ulp of ~50
+
+
+def test_float64_dense_conv_per_image_equals_torch_kernel():
+    """The float64 reference runs dense k x k convs one image at a time (torch
+    unfolds the whole batch at once otherwise); results and gradients must be
+    torch's own float64 kernel's."""
+    import torch
+
+    from parity.reference import fast_float64
+
+    for stride, bias in ((1, True), (2, False)):
+        conv = torch.nn.Conv2d(5, 6, 3, stride=stride, padding=1, bias=bias).double()
+        x = torch.randn(3, 5, 9, 10, dtype=torch.float64, requires_grad=True)
+        expected = conv(x)
+        (g_expected,) = torch.autograd.grad(expected.square().sum(), x)
+        fast_float64(conv)
+        got = conv(x)
+        (g_got,) = torch.autograd.grad(got.square().sum(), x)
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, rtol=1e-13, atol=1e-13)
+        assert torch.allclose(g_got, g_expected, rtol=1e-13, atol=1e-13)
