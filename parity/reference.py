@@ -26,20 +26,39 @@ def _depthwise_f64(self, x):
     out = None
     for i in range(k):
         for j in range(k):
-            term = xp[:, :, i:i + s * (h - 1) + 1:s, j:j + s * (w - 1) + 1:s] * self.weight[:, 0, i, j].view(1, -1, 1, 1)
-            out = term if out is None else out + term
-    return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+            shifted = xp[:, :, i:i + s * (h - 1) + 1:s, j:j + s * (w - 1) + 1:s]
+            weight = self.weight[:, 0, i, j].view(1, -1, 1, 1)
+            # Accumulated in place: one output buffer instead of two new tensors per tap.
+            out = shifted * weight if out is None else out.addcmul_(shifted, weight)
+    return out if self.bias is None else out.add_(self.bias.view(1, -1, 1, 1))
+
+
+def _per_image_f64(self, x):
+    """A dense k x k conv one image at a time: torch's float64 CPU kernel
+    unfolds the whole batch at once (k*k times the input's size: ~300 MB for
+    one 3x3 conv of GENet_large at batch 8), the largest temporary of the
+    float64 model. Each image's result is the kernel's own."""
+    if x.dim() != 4 or x.shape[0] <= 1:
+        return self._conv_forward(x, self.weight, self.bias)
+    import torch
+
+    return torch.cat([self._conv_forward(x[i:i + 1], self.weight, self.bias) for i in range(x.shape[0])])
 
 
 def fast_float64(model):
-    """Route `model`'s depthwise convs through `_depthwise_f64` (in place);
-    returns the model. Differentiable, so it serves training steps too."""
+    """Route `model`'s depthwise convs through `_depthwise_f64` and its dense
+    k x k convs through `_per_image_f64` (in place); returns the model.
+    Differentiable, so it serves training steps too."""
     from torch import nn
 
     for m in model.modules():
-        if isinstance(m, nn.Conv2d) and m.groups == m.in_channels == m.out_channels > 1 \
+        if not isinstance(m, nn.Conv2d):
+            continue
+        if m.groups == m.in_channels == m.out_channels > 1 \
                 and m.dilation == (1, 1) and m.padding_mode == "zeros" and len(set(m.kernel_size)) == 1:
             m.forward = types.MethodType(_depthwise_f64, m)
+        elif m.groups == 1 and max(m.kernel_size) > 1:
+            m.forward = types.MethodType(_per_image_f64, m)
     return model
 
 

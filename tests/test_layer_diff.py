@@ -329,3 +329,117 @@ def test_float64_depthwise_shortcut_equals_torch_kernel():
             got = conv(x)
         assert got.shape == expected.shape
         assert torch.allclose(got, expected, rtol=1e-13, atol=1e-13)
+
+
+# ---------------------------------------------------------------- the engine's shortcuts
+
+@pytest.mark.parametrize("unit", [0, 1])
+def test_fault_in_a_units_first_layer_is_localised(unit):
+    """The first conv of a unit's branch is fed the unit's input itself, so its
+    isolated output is read from the isolated run of its container (the
+    block's run for unit 0, the unit's own run after it) instead of a run of
+    its own. A fault there must still be named, at that conv."""
+    arch = "small"
+    table = mapping_table(arch)
+    conv = next(m for m in table.modules if m.kind == "conv" and m.node.site.unit == unit
+                and m.official.split(".")[2:4] == ["conv_list", str(unit)] and m.official.endswith(".0")
+                and len([u for u in table.modules if u.kind == "unit"
+                         and u.official.startswith(".".join(m.official.split(".")[:2]) + ".")]) > 1)
+    key = _param(arch, conv.official, "weight").paddle
+    state = _paddle_state(arch)
+    state[key] = np.zeros_like(state[key])
+    r = run_layer_diff(arch, seeded_state(arch), state)
+    first = _check_localised(r, conv.official)
+    assert first.isolated_worst_paddle == 0.0 and first.isolated_cosine == 0.0
+    # The unit and the block holding it fail in isolation too (each run on torch's input).
+    block = ".".join(conv.official.split(".")[:2])
+    unit_row = next(x for x in r.layers if x.torch_name == f"{block}.unit_relu.{unit}")
+    block_row = next(x for x in r.layers if x.torch_name == block)
+    assert not unit_row.isolated_pass and not block_row.isolated_pass
+
+
+def _stats_case(rng, n, kind):
+    e = rng.standard_normal(n).astype(np.float32) * 3
+    if kind == "close":
+        a = (e * (1 + 1e-6 * rng.standard_normal(n))).astype(np.float32)
+    elif kind == "far":
+        a = rng.standard_normal(n).astype(np.float32)
+    elif kind == "zeros":
+        a = np.zeros(n, np.float32)
+    else:  # equal
+        a = e.copy()
+    return a.reshape(-1, 7) if n % 7 == 0 else a, e.reshape(-1, 7) if n % 7 == 0 else e
+
+
+@pytest.mark.parametrize("kind", ["close", "far", "zeros", "equal"])
+@pytest.mark.parametrize("n", [7, 7 * 50_000])  # one piece, and several of the engine's pieces
+def test_chunked_statistics_equal_the_float64_ones(kind, n):
+    """The engine's float32 statistics (float64 sums, pieces) against
+    parity.compare's float64 computation of the same quantities."""
+    from parity.compare import compare
+    from parity.layer_diff import _compare32
+
+    a, e = _stats_case(np.random.default_rng(n), n, kind)
+    for atol, rtol in ((None, None), (1e-6, 1e-6), (0.0, 0.0)):
+        got = _compare32("x", a, e, atol=atol, rtol=rtol)
+        want = compare("x", a, e, atol=atol, rtol=rtol, median=False)
+        assert got.max_abs == pytest.approx(want.max_abs, rel=1e-6)
+        assert got.max_abs_index == want.max_abs_index or got.max_abs == want.max_abs
+        assert got.mean_abs == pytest.approx(want.mean_abs, rel=1e-6)
+        assert got.max_rel == pytest.approx(want.max_rel, rel=1e-6)
+        assert got.rel_l2 == pytest.approx(want.rel_l2, rel=1e-6, abs=1e-12)
+        # Near 1 (the layer diff's case) to float64 precision; elsewhere to float32's (products rounded).
+        assert got.cosine == pytest.approx(want.cosine, abs=1e-12 if kind in ("close", "equal") else 1e-6)
+        assert got.ref_max_abs == want.ref_max_abs
+        assert abs(got.n_outside - want.n_outside) <= max(1, want.n_outside // 10 ** 5)
+
+
+def test_chunked_statistics_never_read_nan_or_inf_as_agreement():
+    from parity.layer_diff import _compare32, _f64_errors
+
+    e = np.ones(600_000, np.float32)
+    for bad in (np.nan, np.inf):
+        a = e.copy()
+        a[500_000] = bad
+        d = _compare32("x", a, e, atol=1e-3, rtol=0.0)
+        assert d.max_abs == np.inf and d.n_outside >= 1
+        scale, (err,) = _f64_errors(e.astype(np.float64), [a])
+        assert scale == 1.0 and err == np.inf
+    r = e.astype(np.float64)
+    r[3] = np.nan
+    scale, (err,) = _f64_errors(r, [e])
+    assert np.isnan(scale) and err == np.inf
+
+
+def test_float64_errors_are_float64_exact():
+    """max |x - f64| must resolve errors far below float32's resolution of
+    the values (torch's rounding noise is that small), as numpy in float64 does."""
+    from parity.layer_diff import _f64_errors
+
+    rng = np.random.default_rng(3)
+    r = rng.standard_normal(700_001) * 10
+    x = r.astype(np.float32)
+    scale, (err,) = _f64_errors(r, [x])
+    assert scale == np.max(np.abs(r))
+    assert err == np.max(np.abs(x.astype(np.float64) - r)) and 0 < err < 4e-6  # half a float32 ulp of ~50
+
+
+def test_float64_dense_conv_per_image_equals_torch_kernel():
+    """The float64 reference runs dense k x k convs one image at a time (torch
+    unfolds the whole batch at once otherwise); results and gradients must be
+    torch's own float64 kernel's."""
+    import torch
+
+    from parity.reference import fast_float64
+
+    for stride, bias in ((1, True), (2, False)):
+        conv = torch.nn.Conv2d(5, 6, 3, stride=stride, padding=1, bias=bias).double()
+        x = torch.randn(3, 5, 9, 10, dtype=torch.float64, requires_grad=True)
+        expected = conv(x)
+        (g_expected,) = torch.autograd.grad(expected.square().sum(), x)
+        fast_float64(conv)
+        got = conv(x)
+        (g_got,) = torch.autograd.grad(got.square().sum(), x)
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, rtol=1e-13, atol=1e-13)
+        assert torch.allclose(g_got, g_expected, rtol=1e-13, atol=1e-13)
