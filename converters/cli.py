@@ -168,7 +168,7 @@ def _run(args, state) -> int:
 
 
 def main(argv=None) -> int:
-    from parity.cli import run_guarded
+    from parity.exits import run_guarded
 
     from .atomic import terminate_like_interrupt
 

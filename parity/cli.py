@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import traceback
+
+from .exits import run_guarded
 
 COMMANDS = {
     "demo": "parity.demo",
@@ -22,7 +22,6 @@ COMMANDS = {
     "train": "parity.train_cmd",
 }
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def _parser():
@@ -35,40 +34,6 @@ def _parser():
         module.add_arguments(p)
         modules[name] = module
     return parser, modules
-
-
-def run_guarded(fn, *args) -> int:
-    """Map known failures to one `Error:` paragraph and an exit code; a
-    traceback only for internal errors or with GENET_DEBUG=1."""
-    from converters.atomic import remove_temporaries
-    from converters.errors import CheckpointError, VerificationError
-    from genet_arch import UnknownArchError
-
-    try:
-        try:
-            return int(fn(*args) or 0)
-        finally:
-            remove_temporaries()
-    except (CheckpointError, UnknownArchError) as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except BrokenPipeError:  # output piped into `head` and closed early
-        sys.stderr.close()
-        return EXIT_OK
-    except VerificationError as e:
-        print(f"Verification failed: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        if os.environ.get("GENET_DEBUG"):
-            traceback.print_exc()
-        print("Interrupted.", file=sys.stderr)
-        return 130
-    except Exception as e:  # the last resort: say it is ours, not the user's
-        if os.environ.get("GENET_DEBUG"):
-            traceback.print_exc()
-        else:
-            print(f"Internal error: {type(e).__name__}: {e}\n(set GENET_DEBUG=1 for the traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
 
 
 def main(argv=None) -> int:

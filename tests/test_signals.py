@@ -127,7 +127,7 @@ WRITER_LOOP = textwrap.dedent("""
     import numpy as np
     from converters.atomic import AtomicFile, commit_together, terminate_like_interrupt, write_text_atomic
     from converters.io import write_pdparams, write_safetensors
-    from parity.cli import run_guarded
+    from parity.exits import run_guarded
 
     terminate_like_interrupt()
     folder = sys.argv[1]
