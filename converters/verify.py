@@ -180,7 +180,7 @@ def _hooks(model):
     hooks see (module, inputs, output)."""
     if _is_torch(model):
         return model.get_submodule, lambda m, hook: m.register_forward_hook(hook)
-    from parity.layer_diff import paddle_layer
+    from parity.modules import paddle_layer
 
     return (lambda path: paddle_layer(model, path)), lambda m, hook: m.register_forward_post_hook(hook)
 

@@ -127,7 +127,7 @@ class PaddleRunner:
             raise DataError(None, "PaddlePaddle has no bfloat16 path here: evaluate with --framework torch "
                                   "for bfloat16, or use --precision float32/float16")
         if self.emulated:
-            from .layer_diff import round_state_f16
+            from .modules import round_state_f16
 
             paddle_state = round_state_f16(paddle_state)
         model = paddle_genet.load_state(paddle_genet.build(arch), paddle_state, source="paddle weights")
@@ -146,7 +146,7 @@ class PaddleRunner:
         every mapped module rounded to float16, arithmetic in float32."""
         from converters.mapping import mapping_table
 
-        from .layer_diff import round_f16_paddle, paddle_layer
+        from .modules import paddle_layer, round_f16_paddle
 
         for row in mapping_table(arch).modules:
             paddle_layer(model, row.paddle).register_forward_post_hook(round_f16_paddle)

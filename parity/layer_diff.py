@@ -18,7 +18,6 @@ are measured against (see parity.tolerances); with atol/rtol it is skipped.
 from __future__ import annotations
 
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -30,6 +29,9 @@ from genet_arch import canonical_arch
 
 from . import tolerances
 from .compare import REL_FLOOR_FRACTION, Diff, compare
+from .environment import environment
+from .modules import paddle_layer, round_f16_paddle, round_f16_torch, round_state_f16, torch_module
+from .progress import PhaseClock, step_callback
 from .reference import float64_copy
 
 SCHEMA = "genet-parity/layers"
@@ -107,7 +109,7 @@ class LayerDiffResult:
     seconds: float
     reference_file: Optional[str] = None
     notes: List[str] = field(default_factory=list)
-    timings: Dict[str, float] = field(default_factory=dict)  # seconds per phase (see _Clock)
+    timings: Dict[str, float] = field(default_factory=dict)  # seconds per phase (see parity.progress.PhaseClock)
 
     @property
     def coverage(self) -> float:
@@ -169,30 +171,6 @@ class LayerDiffResult:
             "notes": list(self.notes),
             "layers": [r.to_dict() for r in self.layers],
         }
-
-
-# ---------------------------------------------------------------- modules by path
-
-def torch_module(model, path: str):
-    """The torch module at `path`; a mistyped path raises, naming the missing part."""
-    try:
-        return model.get_submodule(path)
-    except AttributeError as e:
-        raise LookupError(f"torch model has no module {path!r}: {e}") from None
-
-
-def paddle_layer(model, path: str):
-    """The Paddle layer at `path`, walked through registered sublayers only, so
-    a mistyped path raises instead of landing on a parent or attribute."""
-    layer = model
-    for i, part in enumerate(path.split(".")):
-        children = layer._sub_layers
-        if part not in children:
-            known = ", ".join(list(children)[:8]) or "none"
-            raise LookupError(f"Paddle model has no layer {path!r}: "
-                              f"{'.'.join(path.split('.')[:i]) or 'the model'} has no {part!r} (has: {known})")
-        layer = children[part]
-    return layer
 
 
 # ---------------------------------------------------------------- hyper-parameters
@@ -279,87 +257,6 @@ def segments(rows: Sequence[ModuleMapping]) -> List[List[int]]:
     if pending:
         raise AssertionError(f"mapping table ends inside a container: {[rows[i].official for i in pending]}")
     return out
-
-
-# ---------------------------------------------------------------- precision
-
-def round_f16_torch(module, args, out):
-    """Forward hook of the CPU float16 emulation (also used by parity.evaluate)."""
-    return out.half().float()
-
-
-def round_f16_paddle(layer, inputs, out):
-    return out.astype("float16").astype("float32")
-
-
-def round_state_f16(state: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    return {k: v.astype(np.float16).astype(np.float32) if v.dtype == np.float32 else v for k, v in state.items()}
-
-
-PADDLE_FLAGS = ("FLAGS_use_onednn", "FLAGS_cudnn_deterministic", "FLAGS_cudnn_exhaustive_search")
-
-
-def environment(device: str, dtype: str) -> dict:
-    import paddle
-    import torch
-
-    env = {
-        "python": platform.python_version(), "platform": platform.platform(),
-        "torch": torch.__version__, "paddle": paddle.__version__, "numpy": np.__version__,
-        "device": device, "dtype": dtype,
-        "threads": {"torch": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads(),
-                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-                    "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS")},
-        "tf32": {"matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-                 "cudnn": bool(torch.backends.cudnn.allow_tf32)},
-        "cudnn": {"enabled": bool(torch.backends.cudnn.enabled),
-                  "deterministic": bool(torch.backends.cudnn.deterministic),
-                  "benchmark": bool(torch.backends.cudnn.benchmark)},
-        "paddle_device": paddle.device.get_device(),
-        "cuda_available": bool(torch.cuda.is_available()),
-    }
-    if device == "gpu" and torch.cuda.is_available():
-        env["gpu"] = torch.cuda.get_device_name()
-    env["paddle_flags"] = {}
-    for flag in PADDLE_FLAGS:
-        try:
-            env["paddle_flags"][flag] = paddle.get_flags([flag])[flag]
-        except ValueError:  # not compiled into this build (e.g. cuDNN flags in a CPU build)
-            env["paddle_flags"][flag] = "not in this build"
-    return env
-
-
-# ---------------------------------------------------------------- the clock
-
-class _Clock:
-    """Wall seconds per phase: build, torch, paddle, float64 (the end-to-end
-    passes), paddle_isolated, float64_isolated, compare. A phase timed inside
-    another (the statistics computed while the float64 pass runs) is counted
-    in its own phase only."""
-
-    def __init__(self):
-        self._totals: Dict[str, float] = {}
-        self._nested: List[float] = []  # per open phase: seconds spent in phases opened inside it
-
-    def __call__(self, phase: str):
-        import contextlib
-
-        @contextlib.contextmanager
-        def timed():
-            t0 = time.perf_counter()
-            self._nested.append(0.0)
-            try:
-                yield
-            finally:
-                elapsed = time.perf_counter() - t0
-                inner = self._nested.pop()
-                self._totals[phase] = self._totals.get(phase, 0.0) + elapsed - inner
-                if self._nested:
-                    self._nested[-1] += elapsed
-        return timed()
-
-    def totals(self) -> Dict[str, float]:
-        return dict(self._totals)
 
 
 # ---------------------------------------------------------------- statistics
@@ -552,20 +449,6 @@ def _load_reference(reference, rows) -> Dict[int, np.ndarray]:
     return {by_name[k]: np.asarray(v) for k, v in data.items()}
 
 
-def _progress_callback(progress, total: int):
-    if callable(progress):
-        return progress, None
-    if not progress:
-        return (lambda done, total, label: None), None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TimeElapsedColumn(), transient=True)
-    task = bar.add_task("layer diff", total=total)
-    bar.start()
-    return (lambda done, total_, label: bar.update(task, completed=done, description=label)), bar
-
-
 def _host(x) -> np.ndarray:
     """A float32 (or float64) numpy view of a torch or Paddle tensor: no copy
     for CPU float32/float64 tensors (Paddle's through DLPack)."""
@@ -630,7 +513,7 @@ class _LayerDiff:
     torch's activations outlive the passes), `isolate` every module on torch's
     input, `judge` its isolated output, and `record` the row."""
 
-    def __init__(self, opts: _Options, table, reference_arrays: Dict[int, np.ndarray], clock: _Clock):
+    def __init__(self, opts: _Options, table, reference_arrays: Dict[int, np.ndarray], clock: PhaseClock):
         self.opts = opts
         self.rows = table.modules
         self.reference = reference_arrays
@@ -1004,11 +887,11 @@ def run_layer_diff(arch: str, official_state: Optional[Mapping[str, np.ndarray]]
     table = mapping_table(opts.arch)
     official_state, paddle_state, inputs, input_info = _prepare(table, opts, official_state, paddle_state, inputs,
                                                                 batch_size, input_info)
-    clock = _Clock()
+    clock = PhaseClock()
     diff = _LayerDiff(opts, table, _load_reference(reference, table.modules), clock)
     diff.build(official_state, paddle_state)
     segs = segments(diff.rows)
-    report, bar = _progress_callback(progress, len(segs))
+    report, bar = step_callback(progress, len(segs), "layer diff")
     try:
         diff.hook()
         with torch.no_grad(), paddle.no_grad():

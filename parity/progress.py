@@ -13,9 +13,10 @@ stage); nothing here runs inside a timed iteration.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from typing import Optional
+from typing import Dict, List, Optional
 
 from .textout import is_terminal
 
@@ -159,29 +160,44 @@ class Progress:
 
 
 class PhaseClock:
-    """Wall seconds summed per named phase: `with clock("torch"): ...`.
-    Reports read `totals()`; nothing here prints."""
+    """Wall seconds summed per named phase: `with clock("torch"): ...`. A
+    phase timed inside another is counted in its own phase only (the outer
+    one gets the rest). Reports read `totals()`; nothing here prints."""
 
     def __init__(self):
-        self._totals = {}
+        self._totals: Dict[str, float] = {}
+        self._nested: List[float] = []  # per open phase: seconds spent in phases opened inside it
 
+    @contextlib.contextmanager
     def __call__(self, phase: str):
-        return _Timed(self, phase)
+        t0 = time.perf_counter()
+        self._nested.append(0.0)
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - t0
+            inner = self._nested.pop()
+            self._totals[phase] = self._totals.get(phase, 0.0) + elapsed - inner
+            if self._nested:
+                self._nested[-1] += elapsed
 
-    def add(self, phase: str, seconds: float) -> None:
-        self._totals[phase] = self._totals.get(phase, 0.0) + seconds
-
-    def totals(self) -> dict:
+    def totals(self) -> Dict[str, float]:
         return dict(self._totals)
 
 
-class _Timed:
-    def __init__(self, clock: PhaseClock, phase: str):
-        self.clock, self.phase = clock, phase
+def step_callback(progress, total: int, description: str):
+    """(report(done, total, label), bar) for a library function's `progress`
+    argument: a callable is used as it is, True draws a transient rich bar
+    (stop it with bar.stop()), False reports nowhere."""
+    if callable(progress):
+        return progress, None
+    if not progress:
+        return (lambda done, total, label: None), None
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
 
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.clock.add(self.phase, time.perf_counter() - self.start)
+    bar = RichProgress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                       TimeElapsedColumn(), transient=True)
+    task = bar.add_task(description, total=total)
+    bar.start()
+    return (lambda done, total_, label: bar.update(task, completed=done, description=label)), bar

@@ -7,7 +7,7 @@ import torch
 import paddle_genet
 import torch_ref
 from converters.mapping import mapping_table
-from parity.layer_diff import paddle_layer
+from parity.modules import paddle_layer
 from parity.reference import float64_copy
 from parity.tolerances import judge
 from parity.seeded import seeded_input, seeded_state, state_sha256

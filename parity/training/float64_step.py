@@ -65,7 +65,7 @@ class Float64Twin:
     def __init__(self, model32, relu_paths: Iterable[str], trainable: Iterable[str], recipe):
         from torch import nn
 
-        from ..layer_diff import torch_module
+        from ..modules import torch_module
         from ..reference import float64_copy
 
         self.model = float64_copy(model32).train()

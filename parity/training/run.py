@@ -56,7 +56,7 @@ class _Hooks:
     output)` receives each output while set."""
 
     def __init__(self, model, rows, paddle: bool):
-        from ..layer_diff import paddle_layer, torch_module
+        from ..modules import paddle_layer, torch_module
 
         self.sink = None
         self.handles = []
@@ -97,7 +97,7 @@ def run_training_parity(arch: str, official_state: Mapping[str, np.ndarray], bat
     import torch_ref
 
     from ..environment import environment
-    from ..layer_diff import _Clock, _progress_callback
+    from ..progress import PhaseClock, step_callback
     from .float64_step import Float64Twin
     from .paddle_recipe import apply_model_mistakes, paddle_loss, paddle_optimizer
 
@@ -125,7 +125,7 @@ def run_training_parity(arch: str, official_state: Mapping[str, np.ndarray], bat
                                                                               or r.module == fc_module)}
     param_rows = [r for r in tensor_rows if r.official in trainable]
 
-    clock = _Clock()
+    clock = PhaseClock()
     with clock("build"):
         t_model = torch_ref.load_state(torch_ref.build(arch, num_classes), official_state, source="official weights")
         t_model.train()
@@ -156,7 +156,7 @@ def run_training_parity(arch: str, official_state: Mapping[str, np.ndarray], bat
     order = {r.official: k for k, r in enumerate(tensor_rows)}
     checks = []
     summaries = []
-    report, bar = _progress_callback(progress, len(batches))
+    report, bar = step_callback(progress, len(batches), "training")
     try:
         for step, (x, y) in enumerate(zip(batches.inputs, batches.labels), start=1):
             t0 = time.perf_counter()
