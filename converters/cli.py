@@ -1,4 +1,4 @@
-"""`genet-convert SRC DST`: parse arguments, call `converters.convert`, print.
+"""`genet-convert SRC DST`: parse arguments, call `converters.conversion.convert.convert`, print.
 
 Exit codes: 0 converted and verified; 1 verification failed (nothing
 written); 2 bad input (unreadable, unknown or unsafe checkpoint, bad paths;
@@ -68,7 +68,7 @@ def _fmt_bytes(n) -> str:
 
 def summary_rows(result):
     """(label, plain text) rows of the summary; verdicts carry a style."""
-    from parity.tolerances import FACTOR, FLOOR_ULPS
+    from parity.core.tolerances import FACTOR, FLOOR_ULPS
 
     s, v = result["summary"], result["verification"]
     rows = [("source", f"{result['src']}\nsha256 {result['src_sha256']}"),
@@ -116,7 +116,7 @@ def summary_rows(result):
 
 def render(result, out) -> None:
     """The summary as aligned `label  value` lines at the width of `out`
-    (parity.textout.Out: colour on a terminal, plain text in a log)."""
+    (parity.core.textout.Out: colour on a terminal, plain text in a log)."""
     rows = summary_rows(result)
     out.print(f"genet-convert: {result['arch']} {result['src_layout']} ({result['src_format']}) -> "
               f"{result['dst_layout']} ({result['dst_format']})", style="bold")
@@ -125,17 +125,17 @@ def render(result, out) -> None:
 
 
 def _json(d) -> str:
-    from parity.report import to_json_line
+    from parity.layers.report import to_json_line
 
     return to_json_line(d)
 
 
 def _run(args, state) -> int:
-    from parity.progress import Progress
-    from parity.textout import Out
+    from parity.core.progress import Progress
+    from parity.core.textout import Out
 
-    from .convert import convert
-    from .errors import VerificationError
+    from converters.conversion.convert import convert
+    from converters.table.errors import VerificationError
 
     out = Out()
     show = not (args.json or args.quiet)
@@ -168,9 +168,9 @@ def _run(args, state) -> int:
 
 
 def main(argv=None) -> int:
-    from parity.exits import run_guarded
+    from parity.core.exits import run_guarded
 
-    from .atomic import terminate_like_interrupt
+    from converters.files.atomic import terminate_like_interrupt
 
     # A plain `kill` unwinds like Ctrl-C, so no temporary output survives it;
     # everything after this line runs guarded (a signal while torch is still
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     state = {}
 
     def guarded(argv):
-        from parity.runtime import configure_threads
+        from parity.core.runtime import configure_threads
 
         args = build_parser().parse_args(argv)
         state["json"] = args.json

@@ -4,10 +4,10 @@ Imports neither torch nor paddle. `get_arch('large')` parses the official
 structure string into typed nodes that both model packages, the mapping table
 and the layer-diff tool walk.
 """
-from .nodes import (AdaptiveAvgPool, Architecture, BatchNorm, Conv, Linear, ReLU,
+from genet_arch.nodes import (AdaptiveAvgPool, Architecture, BatchNorm, Conv, Linear, ReLU,
                     ResidualUnit, Site, SuperBlock)
-from .parse import StructureError, parse_structure
-from .variants import ARCH_NAMES, CARDS, STRUCTURES, UnknownArchError, WeightsCard, canonical_arch, get_arch
+from genet_arch.parse import StructureError, parse_structure
+from genet_arch.variants import ARCH_NAMES, CARDS, STRUCTURES, UnknownArchError, WeightsCard, canonical_arch, get_arch
 
 __all__ = [
     "AdaptiveAvgPool", "Architecture", "BatchNorm", "Conv", "Linear", "ReLU", "ResidualUnit",

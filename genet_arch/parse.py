@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import List, Tuple
 
-from .nodes import (AdaptiveAvgPool, Architecture, BatchNorm, Conv, Linear, ReLU,
+from genet_arch.nodes import (AdaptiveAvgPool, Architecture, BatchNorm, Conv, Linear, ReLU,
                     ResidualUnit, Site, SuperBlock, TopLevel, units_mid)
 
 _TOKEN = re.compile(r"\s*([A-Za-z0-9]+)\(([^()]*)\)\s*")

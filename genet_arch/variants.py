@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, Tuple
 
-from .nodes import Architecture
-from .parse import parse_structure
+from genet_arch.nodes import Architecture
+from genet_arch.parse import parse_structure
 
 STRUCTURES: Dict[str, str] = {
     "small": "ConvKX(3,13,3,2) BN(13) RELU(13) SuperResKXKX(13,48,3,2,1.0,1) SuperResKXKX(48,48,3,2,1.0,3) "

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, List, Sequence
 
-from . import naming
-from .nodes import AdaptiveAvgPool, Architecture, BatchNorm, Conv, Linear, ReLU, SuperBlock
+from genet_arch import naming
+from genet_arch.nodes import AdaptiveAvgPool, Architecture, BatchNorm, Conv, Linear, ReLU, SuperBlock
 
 FUSED = "fused"  # the official fused layout; both frameworks name folded models by it
 
@@ -42,7 +42,7 @@ class Leaves:
 
 def _leaf(layer, leaves: Leaves, fused: bool):
     if isinstance(layer, Conv):
-        # Folded (converters.fuse): every conv carries the bias its BN left behind.
+        # Folded (converters.table.fuse): every conv carries the bias its BN left behind.
         return leaves.conv(layer, layer.bias or fused)
     if isinstance(layer, BatchNorm):
         return leaves.batchnorm(layer)

@@ -1,5 +1,5 @@
 """GENet (small, normal, large) in PaddlePaddle, key-for-key the Paddle reproduction."""
-from .load import build, load_pdparams, load_state
-from .model import GENet
+from paddle_genet.load import build, load_pdparams, load_state
+from paddle_genet.model import GENet
 
 __all__ = ["GENet", "build", "load_pdparams", "load_state"]

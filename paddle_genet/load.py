@@ -7,12 +7,12 @@ from typing import Mapping, Optional
 import numpy as np
 import paddle
 
-from converters.io import read_pdparams
-from converters.mapping import check_state
-from converters.pretrained import HEAD_SEED, pretrained_state
+from converters.files.io import read_pdparams
+from converters.table.mapping import check_state
+from converters.files.pretrained import HEAD_SEED, pretrained_state
 from genet_arch import get_arch
 
-from .model import GENet
+from paddle_genet.model import GENet
 
 
 def load_state(model: GENet, tensors: Mapping[str, object], source: Optional[str] = None) -> GENet:
@@ -38,7 +38,7 @@ def load_pdparams(path: str, arch: str, num_classes: int = 1000) -> GENet:
 def build(arch: str = "large", num_classes: int = 1000, fused: bool = False, pretrained=None,
           head_seed: int = HEAD_SEED) -> GENet:
     """An eval-mode GENet; `arch` is small|normal|large or GENet_small|... .
-    `fused=True`: BN folded into the convs (layout 'paddle_fused' of converters.fuse).
+    `fused=True`: BN folded into the convs (layout 'paddle_fused' of converters.table.fuse).
 
     `pretrained`: a checkpoint path (the official .pth, timm's weights or a
     .pdparams; read without running pickle code), loaded strictly; only a head
@@ -50,7 +50,7 @@ def build(arch: str = "large", num_classes: int = 1000, fused: bool = False, pre
     else:
         if fused:
             raise ValueError("pretrained= builds the unfused model (fine-tuning trains the BN layers); fold BN "
-                             "afterwards with converters.fuse")
+                             "afterwards with converters.table.fuse")
         tensors, report = pretrained_state(str(pretrained), arch, num_classes, "paddle", head_seed)
         with paddle.LazyGuard():  # no random initialisation: load_state overwrites every tensor
             model = GENet(get_arch(arch, num_classes), fused)

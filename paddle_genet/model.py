@@ -10,7 +10,7 @@ from paddle import nn
 
 from genet_arch import Architecture, walk
 
-from .batchnorm import BatchNorm2D
+from paddle_genet.batchnorm import BatchNorm2D
 
 
 class NetBlock(walk.NetBlockBody, nn.Layer):
@@ -34,7 +34,7 @@ LEAVES = walk.Leaves(
 
 class GENet(walk.GENetBody, nn.Layer):
     """The reproduction stores top-level BN and ReLU unwrapped (layout
-    'paddle'); folded: the official fused keys (converters.fuse), the fc
+    'paddle'); folded: the official fused keys (converters.table.fuse), the fc
     weight stays [in, out]."""
 
     def __init__(self, arch: Architecture, fused: bool = False):

@@ -4,7 +4,7 @@ PyTorch and PaddlePaddle. Heavy imports happen inside the functions."""
 
 def __getattr__(name):
     if name == "preprocess":
-        from .preprocessing import preprocess
+        from parity.inputs.preprocessing import preprocess
 
         return preprocess
     raise AttributeError(f"module 'parity' has no attribute {name!r}")

@@ -128,10 +128,10 @@ def needs():
 
 @pytest.fixture(scope="session")
 def user_weights(genet_weights, genet_arch):
-    """The user's checkpoint loaded and identified (converters.load_weights), or None."""
+    """The user's checkpoint loaded and identified (converters.files.load.load_weights), or None."""
     if genet_weights is None:
         return None
-    from converters.load import load_weights
+    from converters.files.load import load_weights
 
     return load_weights(genet_weights, arch=genet_arch)
 

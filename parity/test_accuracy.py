@@ -6,7 +6,7 @@ images (the pipeline of `genet-parity eval`).
 
 Skipped, naming the options, without weights or images. On any subset the
 frameworks must agree, judged on 95% intervals as the certificate judges
-them (parity.stats): a check fails when its interval lies wholly outside the
+them (parity.accuracy.stats): a check fails when its interval lies wholly outside the
 threshold and is skipped as INCONCLUSIVE, with the number of images that
 would decide it, when the sample is too small; only the full 50,000 images
 are held to the paper.
@@ -27,11 +27,11 @@ IMAGENET_VAL_SIZE = 50_000
 
 @pytest.fixture(scope="module")
 def imagenet_summary(user_weights, imagenet_dir, imagenet_list, imagenet_limit, tmp_path_factory):
-    from converters.load import to_layout
+    from converters.files.load import to_layout
 
-    from parity.data import open_dataset, select
-    from parity.evaluate import build_runners, evaluate, logit_check, make_header
-    from parity.runtime import default_threads
+    from parity.inputs.data import open_dataset, select
+    from parity.accuracy.evaluate import build_runners, evaluate, logit_check, make_header
+    from parity.core.runtime import default_threads
 
     skip_unless_all("the ImageNet accuracy check", genet_weights=user_weights, imagenet_dir=imagenet_dir)
     if user_weights.fused:
@@ -50,7 +50,7 @@ def imagenet_summary(user_weights, imagenet_dir, imagenet_list, imagenet_limit, 
 
 def test_logits_within_the_rule_on_the_first_images(imagenet_summary):
     """Both frameworks' logits on the first evaluation images, judged against a
-    float64 recomputation (parity.tolerances): the bar is torch float32's own error."""
+    float64 recomputation (parity.core.tolerances): the bar is torch float32's own error."""
     s = imagenet_summary
     failed = [f"{fw}: {j['error']:.3g} > {j['bound']:.3g} (margin {j['margin']:.3g})"
               for c in s["logit_checks"] for fw, j in c["judgements"].items() if not j["passed"]]
@@ -59,7 +59,7 @@ def test_logits_within_the_rule_on_the_first_images(imagenet_summary):
 
 def _decide(judged: dict, what: str, interval: str):
     """FAIL raises, INCONCLUSIVE skips naming the sample that would decide it."""
-    from parity.stats import FAIL, INCONCLUSIVE
+    from parity.accuracy.stats import FAIL, INCONCLUSIVE
 
     if judged["status"] == INCONCLUSIVE:
         need = judged["images_needed"]
@@ -70,7 +70,7 @@ def _decide(judged: dict, what: str, interval: str):
 
 
 def test_frameworks_agree_image_by_image(imagenet_summary):
-    from parity.stats import proportion_check
+    from parity.accuracy.stats import proportion_check
 
     s = imagenet_summary
     assert s["complete"] and s["n_bad"] == 0, f"{s['n_bad']} images failed to decode: {s['bad_images'][:5]}"
@@ -82,7 +82,7 @@ def test_frameworks_agree_image_by_image(imagenet_summary):
 
 
 def test_paddle_top1_equals_torch_top1(imagenet_summary):
-    from parity.stats import paired_difference_check
+    from parity.accuracy.stats import paired_difference_check
 
     s = imagenet_summary
     gap = s["top1"]["paddle"] - s["top1"]["torch"]

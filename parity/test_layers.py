@@ -21,9 +21,9 @@ DEFAULT_IMAGES = 2
 @pytest.fixture
 def weights_under_test(certified_arch, user_weights):
     """(arch, official tensors or None, Paddle tensors or None, description)."""
-    from converters.load import to_layout
+    from converters.files.load import to_layout
     from genet_arch import canonical_arch
-    from parity.seeded import seeded_state
+    from parity.core.seeded import seeded_state
 
     if user_weights is None:
         arch = canonical_arch(certified_arch)
@@ -46,7 +46,7 @@ def _assert_parity(result, what):
 
 
 def test_every_layer_matches(weights_under_test):
-    from parity.layer_diff import run_layer_diff
+    from parity.layers.diff import run_layer_diff
 
     arch, official, paddle, what = weights_under_test
     result = run_layer_diff(arch, official, paddle, batch_size=1 if arch == "large" else 2)
@@ -56,7 +56,7 @@ def test_every_layer_matches(weights_under_test):
 def test_every_layer_matches_in_emulated_float16(weights_under_test, user_weights):
     """float16 emulated on CPU (weights and every layer output rounded to
     float16 on both sides); native float16 needs `genet-parity layers --device gpu`."""
-    from parity.layer_diff import run_layer_diff
+    from parity.layers.diff import run_layer_diff
 
     arch, official, paddle, what = weights_under_test
     if user_weights is None and arch != "small":
@@ -68,8 +68,8 @@ def test_every_layer_matches_in_emulated_float16(weights_under_test, user_weight
 
 def test_conversion_round_trip_is_exact(user_weights):
     """Your checkpoint -> the other framework's layout -> back: every tensor bit-identical."""
-    from converters.load import to_layout
-    from converters.mapping import mapping_table
+    from converters.files.load import to_layout
+    from converters.table.mapping import mapping_table
 
     w = skip_without(user_weights, "genet_weights", "the round trip of your checkpoint")
     if w.fused:
@@ -99,8 +99,8 @@ def _images(imagenet_dir, imagenet_list, limit):
 def test_every_layer_matches_on_real_images(weights_under_test, imagenet_dir, imagenet_list, imagenet_limit):
     from PIL import Image
 
-    from parity.layer_diff import run_layer_diff
-    from parity.preprocessing import preprocess
+    from parity.layers.diff import run_layer_diff
+    from parity.inputs.preprocessing import preprocess
 
     skip_without(imagenet_dir, "imagenet_dir", "the layer diff on real images")
     arch, official, paddle, what = weights_under_test

@@ -14,8 +14,8 @@ STEPS, BATCH = 2, 2
 
 
 def test_training_steps_match(user_weights):
-    from converters.load import to_layout
-    from parity.seeded import seeded_state
+    from converters.files.load import to_layout
+    from parity.core.seeded import seeded_state
     from parity.training import Recipe, make_batches, run_training_parity
 
     if user_weights is None:

@@ -13,11 +13,11 @@ PADDLE_GPU=$("$PY" -c "import paddle; print(int(paddle.device.is_compiled_with_c
 FRAMEWORKS=(--framework torch)
 [ "$PADDLE_GPU" = 1 ] && FRAMEWORKS+=(--framework paddle)
 for arch in small normal large; do
-  "$PY" -m parity.cli bench --arch "$arch" --device gpu --dtype float16 --batch-size 64 \
+  "$PY" -m parity.commands.cli bench --arch "$arch" --device gpu --dtype float16 --batch-size 64 \
     --warmup 20 --iters 100 "${FRAMEWORKS[@]}" --pipeline-workers --json "$OUT/bench_fp16_b64_$arch.json"
 done
 if [ "$PADDLE_GPU" = 1 ]; then
-  "$PY" -m parity.cli layers --random-weights --arch large --device gpu --dtype float16 --batch-size 8 \
+  "$PY" -m parity.commands.cli layers --random-weights --arch large --device gpu --dtype float16 --batch-size 8 \
     --summary-only --json "$OUT/layers_large_fp16_gpu.json"
 else
   echo '{"not_measured": "this PaddlePaddle build has no CUDA support; the float16 layer diff needs both frameworks on the GPU"}' \

@@ -41,7 +41,7 @@ def arch(request):
 
 
 def assert_matches_official(arch, state, x, candidate, official, dtype="float32", fused_state=None):
-    """`candidate` logits judged by the project's rule (parity.tolerances)
+    """`candidate` logits judged by the project's rule (parity.core.tolerances)
     against a float64 recomputation of `state` on `x`, the bar set by the
     official code's own float32 logits `official`. The official logits are
     first judged the same way with torch_ref float32 as the bar, so neither
@@ -50,8 +50,8 @@ def assert_matches_official(arch, state, x, candidate, official, dtype="float32"
     import torch
 
     import torch_ref
-    from parity.reference import float64_logits
-    from parity.tolerances import judge
+    from parity.core.reference import float64_logits
+    from parity.core.tolerances import judge
 
     f64 = float64_logits(arch, state, x)
     with torch.no_grad():

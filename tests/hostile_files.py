@@ -174,7 +174,7 @@ def _state(folder: str, layout: str) -> Dict[str, np.ndarray]:
     case's memory)."""
     import safetensors.numpy
 
-    from converters.mapping import mapping_table
+    from converters.table.mapping import mapping_table
 
     return mapping_table(SEED_ARCH).convert(safetensors.numpy.load_file(valid_paths(folder)["safetensors"]),
                                             "timm", layout)
@@ -199,8 +199,8 @@ def write_valid(folder: str) -> Dict[str, str]:
     import safetensors.numpy
     import torch
 
-    from converters.mapping import mapping_table
-    from parity.seeded import seeded_state
+    from converters.table.mapping import mapping_table
+    from parity.core.seeded import seeded_state
 
     os.makedirs(folder, exist_ok=True)
     paths = valid_paths(folder)
@@ -317,7 +317,7 @@ def build_cases(folder: str) -> List[Case]:
     the cases never occupy the disk at once). `write_valid(folder)` first."""
     import torch
 
-    from converters.mapping import mapping_table
+    from converters.table.mapping import mapping_table
 
     valid = valid_paths(folder)
     cases: List[Case] = []

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from parity import bench
-from parity.cli import main
-from parity.runtime import configured_threads
+from parity.latency import bench
+from parity.commands.cli import main
+from parity.core.runtime import configured_threads
 
 
 def test_summarize_times_hand_computed():

@@ -10,9 +10,9 @@ import os
 import numpy as np
 import pytest
 
-from parity import certify_cmd
-from parity.certificate import to_html, to_json
-from parity.certify import (FAIL, INCONCLUSIVE, INFO, NOT_APPLICABLE, NOT_RUN, PASS, SKIPPED, STATUSES, Check,
+from parity.commands import certify_cmd
+from parity.certificate.page import to_html, to_json
+from parity.certificate.certify import (FAIL, INCONCLUSIVE, INFO, NOT_APPLICABLE, NOT_RUN, PASS, SKIPPED, STATUSES, Check,
                             CertifyOptions, Thresholds, certify, evaluation_checks, verdict)
 
 EXPECTED_DEMO_CHECKS = {"conversion", "layer_diff", "logits_float32", "torch_top1_vs_published_float32",
@@ -88,7 +88,7 @@ def test_json_and_html_contain_every_check(demo):
 
 
 def test_cli_writes_both_files_and_exit_code(tmp_path, monkeypatch):
-    from parity.cli import main
+    from parity.commands.cli import main
 
     monkeypatch.chdir(tmp_path)
     prefix = str(tmp_path / "c")
@@ -101,7 +101,7 @@ def test_cli_writes_both_files_and_exit_code(tmp_path, monkeypatch):
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys):
-    from parity.cli import main
+    from parity.commands.cli import main
 
     assert main(["certify", "--data", str(tmp_path)]) == 2
     assert "--weights" in capsys.readouterr().err
@@ -111,8 +111,8 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
 def test_a_tampered_pdparams_fails_and_the_layer_diff_names_the_layer(demo, tmp_path):
     """A .pdparams that is not the conversion of the weights: the exact-copy
     check fails, the layer diff points at the changed layer, the verdict is FAIL."""
-    from converters import load_weights, to_layout
-    from converters.io import write_pdparams
+    from converters.files.load import load_weights, to_layout
+    from converters.files.io import write_pdparams
 
     _, demo_opts, out = demo
     weights = os.path.join(out, demo_opts.weights)
@@ -138,7 +138,7 @@ def summary(torch_only, paddle_only, both_right, n=50_000, complete=True, disagr
     """A synthetic evaluation of n images: `torch_only` images right only in
     torch, `paddle_only` right only in Paddle, `both_right` right in both;
     `disagree` top-1 disagreements (default: every discordant image)."""
-    from parity.stats import paired_summary
+    from parity.accuracy.stats import paired_summary
 
     torch_right = [True] * torch_only + [False] * paddle_only + [True] * both_right
     paddle_right = [False] * torch_only + [True] * paddle_only + [True] * both_right

@@ -1,7 +1,7 @@
 """The README's default job and the small shared CLI behaviours."""
 import json
 
-from parity.cli import main
+from parity.commands.cli import main
 
 
 def test_demo_reports_logit_parity_as_json(tmp_path, capsys):

@@ -14,15 +14,15 @@ import pytest
 import torch
 
 from converters.cli import main
-from converters.io import write_torch
-from converters.mapping import mapping_table
+from converters.files.io import write_torch
+from converters.table.mapping import mapping_table
 from genet_arch import BatchNorm, Conv, get_arch, naming
-from parity.reference import float64_model
-from parity.seeded import seeded_input, seeded_state
+from parity.core.reference import float64_model
+from parity.core.seeded import seeded_input, seeded_state
 
 from .conftest import ARCHS
 
-convert_module = importlib.import_module("converters.convert")
+convert_module = importlib.import_module("converters.conversion.convert")
 
 
 def cancelling_state(arch, images=4):

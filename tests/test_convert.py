@@ -12,8 +12,8 @@ import safetensors.numpy
 import torch
 
 import torch_ref
-from converters import convert
-from parity.seeded import seeded_state
+from converters.conversion.convert import convert
+from parity.core.seeded import seeded_state
 
 from .conftest import ARCHS, assert_matches_official, reference, spec_name, spec_rows
 
@@ -273,7 +273,7 @@ def test_no_verify_builds_no_model_and_never_imports_paddle(tmp_path):
     import sys
 
     src = write_source(tmp_path, "small", "official", "pth")
-    code = ("import sys; from converters import convert; convert(sys.argv[1], sys.argv[2], verify=False); "
+    code = ("import sys; from converters.conversion.convert import convert; convert(sys.argv[1], sys.argv[2], verify=False); "
             "loaded = [m for m in ('paddle', 'torch_ref', 'paddle_genet') if m in sys.modules]; "
             "assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code, src, str(tmp_path / "out.pdparams")], check=True)

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from converters import CheckpointError, VerificationError, convert
+from converters.conversion.convert import convert
+from converters.table.errors import CheckpointError, VerificationError
 from converters.cli import main
 
 from .test_conversion_verdicts import inject
 from .test_convert import expected, write_source
 
-convert_module = importlib.import_module("converters.convert")
+convert_module = importlib.import_module("converters.conversion.convert")
 
 
 @pytest.fixture()

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from parity.data import DataError, Sample, from_folders, open_dataset, parse_shard, select
-from parity.sample_images import bundled_photos
+from parity.inputs.data import DataError, Sample, from_folders, open_dataset, parse_shard, select
+from parity.inputs.sample_images import bundled_photos
 
 
 @pytest.fixture

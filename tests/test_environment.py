@@ -1,11 +1,11 @@
-"""The one environment record every report carries (parity/environment.py)."""
+"""The one environment record every report carries (parity/core/environment.py)."""
 from __future__ import annotations
 
 import json
 import os
 
-from parity.environment import RENAMED, SCHEMA, environment
-from parity.runtime import configured_threads
+from parity.core.environment import RENAMED, SCHEMA, environment
+from parity.core.runtime import configured_threads
 
 GPU_ONLY_FLAGS = {"cuda_matmul_allow_tf32", "cudnn_allow_tf32", "cudnn_enabled", "cudnn_deterministic",
                   "cudnn_benchmark", "paddle_tensorrt"}

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from parity import evaluate as evaluate_module
-from parity.data import DataError, open_dataset, select
-from parity.evaluate import build_runners, evaluate, logit_check, make_header, read_results
-from parity.merge_cmd import merge
-from parity.preprocessing import preprocess
-from parity.sample_images import bundled_photos
-from parity.seeded import seeded_state
+from parity.accuracy import evaluate as evaluate_module
+from parity.inputs.data import DataError, open_dataset, select
+from parity.accuracy.evaluate import build_runners, evaluate, logit_check, make_header, read_results
+from parity.commands.merge_cmd import merge
+from parity.inputs.preprocessing import preprocess
+from parity.inputs.sample_images import bundled_photos
+from parity.core.seeded import seeded_state
 
 ARCH = "small"
 N_PHOTOS = 6
@@ -58,12 +58,12 @@ def photo_inputs():
 def difference_bound(state, photo_inputs):
     """The rule's bar for |paddle - torch| logits on these photos: torch
     float32's own error against a float64 recomputation, per image
-    (parity.tolerances.difference_bound), computed independently of the eval loop."""
+    (parity.core.tolerances.difference_bound), computed independently of the eval loop."""
     import torch
 
     import torch_ref
-    from parity.reference import float64_logits
-    from parity.tolerances import difference_bound as bound
+    from parity.core.reference import float64_logits
+    from parity.core.tolerances import difference_bound as bound
 
     model = torch_ref.load_state(torch_ref.build(ARCH), state)
     f64 = float64_logits(ARCH, state, photo_inputs)
@@ -94,7 +94,7 @@ def photo_set(tmp_path_factory, torch_top5):
 
 @pytest.fixture(scope="module")
 def runners(state):
-    from converters.mapping import mapping_table
+    from converters.table.mapping import mapping_table
 
     return build_runners(ARCH, ["torch", "paddle"], state,
                          mapping_table(ARCH).convert(state, "official", "paddle"))
@@ -284,7 +284,7 @@ def test_disagreements_and_paired_counts(photo_set, tmp_path):
 
 
 def test_float16_on_cpu_torch_native_paddle_emulated(state, photo_set, tmp_path):
-    from converters.mapping import mapping_table
+    from converters.table.mapping import mapping_table
 
     r16 = build_runners(ARCH, ["torch", "paddle"], state, mapping_table(ARCH).convert(state, "official", "paddle"),
                         precision="float16")
@@ -305,7 +305,7 @@ def test_paddle_bfloat16_is_refused_not_faked(state):
 
 
 def test_cli_eval_and_merge(photo_set, tmp_path, capsys):
-    from parity.cli import main
+    from parity.commands.cli import main
 
     common = ["eval", "--seeded", "--arch", ARCH, "--data", photo_set[0], "--list", photo_set[1],
               "--batch-size", "3", "--workers", "0", "--threads", "2"]
@@ -345,9 +345,9 @@ def test_folder_layout_gives_the_same_predictions(single_run, runners, photo_set
 
 def test_cli_eval_runs_paddle_on_the_checked_predictor_and_falls_back_loudly(photo_set, tmp_path, capsys,
                                                                            monkeypatch):
-    from converters.errors import VerificationError
-    from parity import inference
-    from parity.cli import main
+    from converters.table.errors import VerificationError
+    from parity.fastpath import inference
+    from parity.commands.cli import main
 
     common = ["eval", "--seeded", "--arch", ARCH, "--data", photo_set[0], "--list", photo_set[1], "--limit", "4",
               "--batch-size", "4", "--workers", "0", "--threads", "2"]
@@ -399,9 +399,9 @@ def test_torch_channels_last_check_refuses_wrong_logits():
     the runner was given, not from its model)."""
     import torch
 
-    from converters.errors import VerificationError
-    from parity.evaluate import TorchRunner
-    from parity.seeded import seeded_state
+    from converters.table.errors import VerificationError
+    from parity.accuracy.evaluate import TorchRunner
+    from parity.core.seeded import seeded_state
 
     runner = TorchRunner(ARCH, seeded_state(ARCH), channels_last=True)
     check = runner.check()

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from parity.stats import mcnemar_exact_p, paired_difference_ci, paired_summary
+from parity.accuracy.stats import mcnemar_exact_p, paired_difference_ci, paired_summary
 
 
 @pytest.mark.parametrize("b, c, p", [
@@ -59,7 +59,7 @@ def test_paired_summary_counts():
 
 
 def test_wilson_interval_hand_values_and_scipy():
-    from parity.stats import wilson_interval
+    from parity.accuracy.stats import wilson_interval
 
     z = 1.959963984540054
     lo, hi = wilson_interval(18, 18)  # all right: [n / (n + z^2), 1]
@@ -75,7 +75,7 @@ def test_wilson_interval_hand_values_and_scipy():
 
 
 def test_interval_verdict_is_pass_inside_fail_outside_inconclusive_across():
-    from parity.stats import FAIL, INCONCLUSIVE, PASS, interval_verdict
+    from parity.accuracy.stats import FAIL, INCONCLUSIVE, PASS, interval_verdict
 
     assert interval_verdict((-0.01, 0.02), -0.05, 0.05) == PASS
     assert interval_verdict((0.06, 0.09), -0.05, 0.05) == FAIL
@@ -86,7 +86,7 @@ def test_interval_verdict_is_pass_inside_fail_outside_inconclusive_across():
 
 
 def test_images_needed_is_the_smallest_deciding_sample():
-    from parity.stats import INCONCLUSIVE, PASS, paired_difference_check, proportion_check
+    from parity.accuracy.stats import INCONCLUSIVE, PASS, paired_difference_check, proportion_check
 
     z = 1.959963984540054
     # no discordant image: the Agresti-Min half-width is z / (n + 2), within 0.0005 from n = z / 0.0005 - 2

@@ -7,10 +7,10 @@ import torch
 
 import paddle_genet
 import torch_ref
-from converters import fuse
+from converters.table import fuse
 from genet_arch import get_arch, naming
-from parity.compare import compare
-from parity.seeded import seeded_input, seeded_state
+from parity.core.compare import compare
+from parity.core.seeded import seeded_input, seeded_state
 
 from .conftest import ARCHS, assert_matches_official, reference, spec_rows
 

@@ -123,8 +123,8 @@ def test_real_checkpoints_stay_well_inside_the_pickle_work_bound(fuzz):
     import io
     import zipfile
 
-    from converters import pickle_scan
-    from converters.pickle_scan import _Scan
+    from converters.files import pickle_scan
+    from converters.files.pickle_scan import _Scan
 
     from .hostile_files import valid_paths
 

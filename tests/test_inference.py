@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.errors import CheckpointError, VerificationError
-from parity import frameworks, inference
-from parity.runtime import configure_threads, configured_threads, paddle_threads
-from parity.seeded import seeded_input, seeded_state
+from converters.table.errors import CheckpointError, VerificationError
+from parity.core import frameworks
+from parity.fastpath import inference
+from parity.core.runtime import configure_threads, configured_threads, paddle_threads
+from parity.core.seeded import seeded_input, seeded_state
 from .conftest import assert_matches_official, reference
 
 paddle = pytest.importorskip("paddle")
@@ -87,8 +88,8 @@ def test_bfloat16_predictor_within_bfloat16_tolerance(paddle_models, state, x, o
         out = pred(x)
     assert check["pass"] and check["dtype"] == "bfloat16"
     # Really bfloat16: out of the float32 rule, yet within the rule with torch bfloat16 as the bar.
-    from parity.reference import float64_logits
-    from parity.tolerances import judge
+    from parity.core.reference import float64_logits
+    from parity.core.tolerances import judge
 
     assert not judge("logits", out, float64_logits(ARCH, state, x), reference=official_logits).passed
     assert_matches_official(ARCH, state, x, out, official_logits, dtype="bfloat16")

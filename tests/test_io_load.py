@@ -1,10 +1,12 @@
-"""converters.load: format from content, arch and layout from names + shapes, strict relayout."""
+"""converters.files.load: format from content, arch and layout from names + shapes, strict relayout."""
 import numpy as np
 import pytest
 
-from converters import CheckpointError, load_weights, mapping_table, to_layout
-from converters.io import write_pdparams, write_safetensors, write_torch
-from parity.seeded import seeded_state
+from converters.files.load import load_weights, to_layout
+from converters.table.errors import CheckpointError
+from converters.table.mapping import mapping_table
+from converters.files.io import write_pdparams, write_safetensors, write_torch
+from parity.core.seeded import seeded_state
 
 from .conftest import spec_name, spec_rows
 

@@ -13,8 +13,10 @@ import safetensors.numpy
 import safetensors.torch
 import torch
 
-from converters import CheckpointError, convert, load_weights
-from converters.io import read_safetensors, write_safetensors
+from converters.conversion.convert import convert
+from converters.files.load import load_weights
+from converters.table.errors import CheckpointError
+from converters.files.io import read_safetensors, write_safetensors
 
 from .test_convert import expected, write_source
 
@@ -207,7 +209,7 @@ def test_atomic_outputs_get_ordinary_permissions(tmp_path):
     import os
     import stat
 
-    from converters.io import write_text_atomic
+    from converters.files.io import write_text_atomic
 
     path = tmp_path / "report.json"
     old = os.umask(0o022)

@@ -14,11 +14,11 @@ import re
 import numpy as np
 import pytest
 
-from converters.mapping import mapping_table
-from parity.layer_diff import LayerDiffResult, run_layer_diff
-from parity.modules import paddle_layer, torch_module
-from parity.report import to_html, to_json, to_markdown
-from parity.seeded import seeded_state
+from converters.table.mapping import mapping_table
+from parity.layers.diff import LayerDiffResult, run_layer_diff
+from parity.core.modules import paddle_layer, torch_module
+from parity.layers.report import to_html, to_json, to_markdown
+from parity.core.seeded import seeded_state
 
 from .conftest import DATA
 
@@ -164,7 +164,7 @@ def test_fault_fc_weight_reshaped_instead_of_transposed():
 
 
 def test_untransposed_fc_is_refused():
-    from converters.errors import CheckpointError
+    from converters.table.errors import CheckpointError
 
     arch = "small"
     key = _param(arch, "fc_linear", "weight")
@@ -270,7 +270,7 @@ def fault_report():
 def test_json_report_schema_and_content(fault_report, tmp_path):
     conv, d = fault_report
     path = tmp_path / "r.json"
-    from parity.report import write_atomic
+    from parity.layers.report import write_atomic
 
     write_atomic(str(path), to_json(d))
     j = json.loads(path.read_text())
@@ -319,7 +319,7 @@ def test_float64_depthwise_shortcut_equals_torch_kernel():
     it must equal torch's own float64 kernel."""
     import torch
 
-    from parity.reference import fast_float64
+    from parity.core.reference import fast_float64
 
     for stride in (1, 2):
         conv = torch.nn.Conv2d(12, 12, 3, stride=stride, padding=1, groups=12, bias=stride == 1).double()
@@ -376,9 +376,9 @@ def _stats_case(rng, n, kind):
 @pytest.mark.parametrize("n", [7, 7 * 50_000])  # one piece, and several of the engine's pieces
 def test_chunked_statistics_equal_the_float64_ones(kind, n):
     """The engine's float32 statistics (float64 sums, pieces) against
-    parity.compare's float64 computation of the same quantities."""
-    from parity.compare import compare
-    from parity.layer_diff import _compare32
+    parity.core.compare's float64 computation of the same quantities."""
+    from parity.core.compare import compare
+    from parity.layers.diff import _compare32
 
     a, e = _stats_case(np.random.default_rng(n), n, kind)
     for atol, rtol in ((None, None), (1e-6, 1e-6), (0.0, 0.0)):
@@ -396,7 +396,7 @@ def test_chunked_statistics_equal_the_float64_ones(kind, n):
 
 
 def test_chunked_statistics_never_read_nan_or_inf_as_agreement():
-    from parity.layer_diff import _compare32, _f64_errors
+    from parity.layers.diff import _compare32, _f64_errors
 
     e = np.ones(600_000, np.float32)
     for bad in (np.nan, np.inf):
@@ -415,7 +415,7 @@ def test_chunked_statistics_never_read_nan_or_inf_as_agreement():
 def test_float64_errors_are_float64_exact():
     """max |x - f64| must resolve errors far below float32's resolution of
     the values (torch's rounding noise is that small), as numpy in float64 does."""
-    from parity.layer_diff import _f64_errors
+    from parity.layers.diff import _f64_errors
 
     rng = np.random.default_rng(3)
     r = rng.standard_normal(700_001) * 10
@@ -431,7 +431,7 @@ def test_float64_dense_conv_per_image_equals_torch_kernel():
     torch's own float64 kernel's."""
     import torch
 
-    from parity.reference import fast_float64
+    from parity.core.reference import fast_float64
 
     for stride, bias in ((1, True), (2, False)):
         conv = torch.nn.Conv2d(5, 6, 3, stride=stride, padding=1, bias=bias).double()

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from converters.io import write_pdparams, write_torch
-from converters.mapping import mapping_table
-from parity.cli import main
-from parity.seeded import seeded_state
+from converters.files.io import write_pdparams, write_torch
+from converters.table.mapping import mapping_table
+from parity.commands.cli import main
+from parity.core.seeded import seeded_state
 
 
 def _read(path):

@@ -6,9 +6,10 @@ import torch
 
 import paddle_genet
 import torch_ref
-from converters import CheckpointError, mapping_table
-from converters.io import write_pdparams
-from parity.seeded import seeded_state
+from converters.table.errors import CheckpointError
+from converters.table.mapping import mapping_table
+from converters.files.io import write_pdparams
+from parity.core.seeded import seeded_state
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def test_pdparams_written_here_load_into_paddle(tmp_path, state):
 def test_folded_models_load_their_fused_layout_strictly(state):
     """BN-folded models take the fused layouts through the same strict loaders;
     the official fused keys are checked against the spec file's."""
-    from converters.fuse import fuse_state
+    from converters.table.fuse import fuse_state
 
     from .conftest import spec_name, spec_rows
 

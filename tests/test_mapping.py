@@ -7,9 +7,10 @@ from rich.console import Console
 
 import paddle_genet
 import torch_ref
-from converters import CheckpointError, identify, mapping_table
-from converters.mapping import DROP, TRANSPOSE
-from parity.seeded import seeded_state
+from converters.table.errors import CheckpointError
+from converters.table.mapping import identify, mapping_table
+from converters.table.mapping import DROP, TRANSPOSE
+from parity.core.seeded import seeded_state
 
 from .conftest import spec_name, spec_rows
 

@@ -6,11 +6,11 @@ import torch
 
 import paddle_genet
 import torch_ref
-from converters.mapping import mapping_table
-from parity.modules import paddle_layer
-from parity.reference import float64_copy
-from parity.tolerances import judge
-from parity.seeded import seeded_input, seeded_state, state_sha256
+from converters.table.mapping import mapping_table
+from parity.core.modules import paddle_layer
+from parity.core.reference import float64_copy
+from parity.core.tolerances import judge
+from parity.core.seeded import seeded_input, seeded_state, state_sha256
 
 from .conftest import assert_matches_official, reference, spec_name, spec_rows
 

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from parity.cli import main
+from parity.commands.cli import main
 
 WIDTH = 80
 # docs/layers.md: the short form reads block.unit.part.layer (restated here, not imported)
@@ -118,7 +118,7 @@ def test_bench(tmp_path, capsys):
 
 
 def test_mapping_compact_and_full(capsys):
-    from converters.mapping import mapping_table
+    from converters.table.mapping import mapping_table
 
     table = mapping_table("small")
     assert main(["mapping", "small"]) == 0
@@ -137,8 +137,8 @@ def test_mapping_compact_and_full(capsys):
 
 def test_convert(tmp_path, capsys):
     from converters.cli import main as convert_main
-    from converters.io import write_torch
-    from parity.seeded import seeded_state
+    from converters.files.io import write_torch
+    from parity.core.seeded import seeded_state
 
     src = tmp_path / "GENet_small_seeded.pth"
     write_torch(seeded_state("small"), str(src))
@@ -152,7 +152,7 @@ def test_convert(tmp_path, capsys):
 
 
 def test_eval(tmp_path, capsys):
-    from parity.sample_images import bundled_photos
+    from parity.inputs.sample_images import bundled_photos
 
     (tmp_path / "img").mkdir()
     lines = []

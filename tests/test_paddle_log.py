@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from parity.runtime import PADDLE_LOG_FLAGS, paddle_log_flags
+from parity.core.runtime import PADDLE_LOG_FLAGS, paddle_log_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,10 +29,11 @@ def test_a_users_own_setting_is_left_alone(monkeypatch):
 # input out tensor for now!!!!!" through glog, straight to file descriptor 2.
 PREDICTOR = """
 import sys
-from converters.verify import import_paddle
+from converters.conversion.verify import import_paddle
 import_paddle()
-from parity import frameworks, inference
-from parity.seeded import seeded_state
+from parity.core import frameworks
+from parity.fastpath import inference
+from parity.core.seeded import seeded_state
 model = frameworks.paddle_model("small", frameworks.layout_states("small", seeded_state("small"), False)[1])
 inference.PaddlePredictor(model, "small", precision="float32", device="cpu").close()
 print("built", file=sys.stderr)

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from parity import preprocess as preprocess_from_package
-from parity.decode import Decoder, decode_one
-from parity.preprocessing import crop_offsets, crop_uint8, eval_sizes, normalize_batch, preprocess, resized_size
-from parity.sample_images import bundled_photos
+from parity.inputs.decode import Decoder, decode_one
+from parity.inputs.preprocessing import crop_offsets, crop_uint8, eval_sizes, normalize_batch, preprocess, resized_size
+from parity.inputs.sample_images import bundled_photos
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -120,7 +120,7 @@ def test_real_photos(name, resize_to, box):
 
 
 def test_uint8_workers_plus_batch_normalisation_equal_the_per_image_pipeline():
-    from parity.data import Sample
+    from parity.inputs.data import Sample
 
     paths = bundled_photos()[:5]
     samples = [Sample(i, p, 0) for i, p in enumerate(paths)]

@@ -8,11 +8,11 @@ import pytest
 
 import paddle_genet
 import torch_ref
-from converters.errors import CheckpointError
-from converters.io import write_pdparams, write_torch
-from converters.mapping import mapping_table
-from converters.pretrained import HEAD_SEED, fresh_head
-from parity.seeded import seeded_state
+from converters.table.errors import CheckpointError
+from converters.files.io import write_pdparams, write_torch
+from converters.table.mapping import mapping_table
+from converters.files.pretrained import HEAD_SEED, fresh_head
+from parity.core.seeded import seeded_state
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_head_seed_decides_the_fresh_head():
 
 
 def test_other_arch_and_fused_checkpoints_are_refused(files):
-    from converters.fuse import fuse_state
+    from converters.table.fuse import fuse_state
 
     d, state = files
     with pytest.raises(CheckpointError, match="is GENet_normal in the official layout, not GENet_small"):

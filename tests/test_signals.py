@@ -19,8 +19,8 @@ import time
 import numpy as np
 import pytest
 
-from converters.io import write_torch
-from parity.seeded import seeded_state
+from converters.files.io import write_torch
+from parity.core.seeded import seeded_state
 
 RUNS = 30
 PARALLEL = 3
@@ -45,8 +45,8 @@ def _check_folder(folder, rc, err, what=""):
     assert not [n for n in names if n.endswith(".tmp")], context
     assert names in ([], ["x.pdparams", "x.pdparams.json"]), context
     if names:  # committed together: the record describes exactly this file
-        from converters.io import read_pdparams
-        from converters.provenance import tensor_sha256
+        from converters.files.io import read_pdparams
+        from converters.files.provenance import tensor_sha256
 
         with open(os.path.join(folder, "x.pdparams.json")) as f:
             record = json.load(f)
@@ -125,9 +125,9 @@ def test_genet_convert_killed_at_30_moments_leaves_no_temporary(tmp_path):
 WRITER_LOOP = textwrap.dedent("""
     import os, sys
     import numpy as np
-    from converters.atomic import AtomicFile, commit_together, terminate_like_interrupt, write_text_atomic
-    from converters.io import write_pdparams, write_safetensors
-    from parity.exits import run_guarded
+    from converters.files.atomic import AtomicFile, commit_together, terminate_like_interrupt, write_text_atomic
+    from converters.files.io import write_pdparams, write_safetensors
+    from parity.core.exits import run_guarded
 
     terminate_like_interrupt()
     folder = sys.argv[1]

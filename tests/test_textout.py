@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import re
 
-from parity.progress import Progress
-from parity.textout import Column, Out, wrap
+from parity.core.progress import Progress
+from parity.core.textout import Column, Out, wrap
 
 COLUMNS = [Column("name"), Column("value", 0, "right"), Column("detail", 1), Column("extra", 2)]
 ROWS = [["alpha", "1.0e-06", "first of the rows", "x" * 30], ["beta", "22", "second", "y"]]

@@ -1,4 +1,4 @@
-"""The training preprocessing (`parity.train_preprocessing`) and the batches
+"""The training preprocessing (`parity.inputs.train_preprocessing`) and the batches
 both frameworks train on (`parity.training.make_batches`)."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from parity.sample_images import PHOTOS
-from parity.train_preprocessing import RATIO, SCALE, crop_box, train_crop_uint8
+from parity.inputs.sample_images import PHOTOS
+from parity.inputs.train_preprocessing import RATIO, SCALE, crop_box, train_crop_uint8
 from parity.training import make_batches
 
 
@@ -54,7 +54,7 @@ class _Fixed:
 
 
 def test_whole_image_crop_is_a_plain_resize_and_flip_mirrors_it(monkeypatch):
-    import parity.train_preprocessing as tp
+    import parity.inputs.train_preprocessing as tp
 
     monkeypatch.setattr(tp, "RATIO", (1.0, 1.0))
     img = _image(300, 300)
@@ -80,7 +80,7 @@ def test_seeded_batches_are_reproducible_and_well_formed():
 
 
 def test_unreadable_image_is_bad_input(tmp_path):
-    from parity.data import DataError
+    from parity.inputs.data import DataError
 
     bad = tmp_path / "x.jpg"
     bad.write_bytes(b"not an image")

@@ -11,11 +11,11 @@ import json
 
 import pytest
 
-from converters.mapping import mapping_table
-from converters.pretrained import with_head
+from converters.table.mapping import mapping_table
+from converters.files.pretrained import with_head
 from parity.training import Recipe, make_batches, run_training_parity
 from parity.training.result import PHASES
-from parity.seeded import seeded_state
+from parity.core.seeded import seeded_state
 
 FC_IN = {"small": 1920, "normal": 2560, "large": 2560}
 
@@ -121,7 +121,7 @@ def test_mistakes_are_checked_against_the_recipe():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from converters.io import write_torch
+    from converters.files.io import write_torch
 
     path = tmp_path_factory.mktemp("train") / "GENet_small.pth"
     write_torch(seeded_state("small"), str(path))
@@ -129,7 +129,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_cli_names_the_replaced_head_and_the_fault_in_every_report(checkpoint, tmp_path, capsys, monkeypatch):
-    from parity.cli import main
+    from parity.commands.cli import main
 
     monkeypatch.setenv("COLUMNS", "80")
     out = {ext: str(tmp_path / f"train.{ext}") for ext in ("json", "html")}
@@ -165,7 +165,7 @@ def test_cli_names_the_replaced_head_and_the_fault_in_every_report(checkpoint, t
     (["--random-weights", "--label-smoothing", "1.5"], "label_smoothing must be < 1"),
 ])
 def test_cli_bad_input_exits_2(argv, message, capsys):
-    from parity.cli import main
+    from parity.commands.cli import main
 
     assert main(["train"] + argv) == 2
     assert message in capsys.readouterr().err

@@ -7,12 +7,12 @@ from typing import Mapping, Optional
 import numpy as np
 import torch
 
-from converters.io import read_torch
-from converters.mapping import check_state
-from converters.pretrained import HEAD_SEED, pretrained_state
+from converters.files.io import read_torch
+from converters.table.mapping import check_state
+from converters.files.pretrained import HEAD_SEED, pretrained_state
 from genet_arch import get_arch
 
-from .model import GENet
+from torch_ref.model import GENet
 
 
 def load_state(model: GENet, tensors: Mapping[str, object], source: Optional[str] = None) -> GENet:
@@ -50,7 +50,7 @@ def build(arch: str = "large", num_classes: int = 1000, fused: bool = False, pre
     if pretrained is not None:
         if fused:
             raise ValueError("pretrained= builds the unfused model (fine-tuning trains the BN layers); fold BN "
-                             "afterwards with converters.fuse")
+                             "afterwards with converters.table.fuse")
         tensors, model.load_report = pretrained_state(str(pretrained), arch, num_classes, "official", head_seed)
         load_state(model, tensors, source=str(pretrained))
         logging.getLogger(__name__).info("%s", model.load_report)

@@ -7,10 +7,10 @@ float64 recomputation of each framework's own step.
 
 `genet-parity train` is the command; docs/train.md describes the method.
 """
-from .batches import Batches, make_batches
-from .mistakes import MISTAKES
-from .recipe import Recipe
-from .result import Check, TrainResult
-from .run import run_training_parity
+from parity.training.batches import Batches, make_batches
+from parity.training.mistakes import MISTAKES
+from parity.training.recipe import Recipe
+from parity.training.result import Check, TrainResult
+from parity.training.run import run_training_parity
 
 __all__ = ["Batches", "Check", "MISTAKES", "Recipe", "TrainResult", "make_batches", "run_training_parity"]

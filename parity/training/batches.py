@@ -1,8 +1,8 @@
 """The batches both frameworks train on: the same bytes, from one seed.
 
-Sources: the photos bundled with scikit-image (`parity.sample_images`) or
-your images, through the training preprocessing (`parity.train_preprocessing`:
-random resized crop and flip) or the evaluation one (`parity.preprocessing`),
+Sources: the photos bundled with scikit-image (`parity.inputs.sample_images`) or
+your images, through the training preprocessing (`parity.inputs.train_preprocessing`:
+random resized crop and flip) or the evaluation one (`parity.inputs.preprocessing`),
 or seeded Gaussian input. Labels are synthetic: drawn uniformly from the
 classes by the same seed (a training step needs labels, not true ones).
 """
@@ -35,7 +35,7 @@ class Batches:
 def _open_images(paths: Sequence[str]):
     from PIL import Image, UnidentifiedImageError
 
-    from ..data import DataError
+    from parity.inputs.data import DataError
 
     images = []
     for path in paths:
@@ -52,8 +52,8 @@ def make_batches(arch: str, steps: int, batch_size: int, num_classes: int, sourc
                  seed: int = DATA_SEED) -> Batches:
     """`steps` batches of `batch_size`. Images are used in turn (again from
     the first when the list runs out; each use gets its own random crop)."""
-    from ..preprocessing import crop_uint8, normalize_batch
-    from ..train_preprocessing import train_crop_uint8
+    from parity.inputs.preprocessing import crop_uint8, normalize_batch
+    from parity.inputs.train_preprocessing import train_crop_uint8
 
     arch = canonical_arch(arch)
     if steps < 1 or batch_size < 1:
@@ -75,7 +75,7 @@ def make_batches(arch: str, steps: int, batch_size: int, num_classes: int, sourc
         info["preprocessing"] = "none (seeded standard normal input)"
     else:
         if source == "photos":
-            from ..sample_images import bundled_photos
+            from parity.inputs.sample_images import bundled_photos
 
             paths = bundled_photos()
             info["images"] = "scikit-image's bundled photos"

@@ -1,6 +1,6 @@
 """The float64 recomputation of one framework's training step.
 
-A `Float64Twin` is a float64 copy of the torch model (`parity.reference`,
+A `Float64Twin` is a float64 copy of the torch model (`parity.core.reference`,
 whose depthwise shortcut is differentiable). Before each step it is loaded
 with the candidate's own state (parameters and BN statistics, exactly
 widened), so every step is judged on its own, from where that framework
@@ -65,8 +65,8 @@ class Float64Twin:
     def __init__(self, model32, relu_paths: Iterable[str], trainable: Iterable[str], recipe):
         from torch import nn
 
-        from ..modules import torch_module
-        from ..reference import float64_copy
+        from parity.core.modules import torch_module
+        from parity.core.reference import float64_copy
 
         self.model = float64_copy(model32).train()
         trainable = set(trainable)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from .recipe import Recipe
+from parity.training.recipe import Recipe
 
 
 def apply_model_mistakes(model, mistakes: Sequence[str] = ()) -> None:

@@ -7,9 +7,9 @@ import html
 import math
 from typing import List, Optional, Sequence
 
-from ..report import short_name, to_json, write_atomic  # noqa: F401  (to_json, write_atomic re-exported)
-from ..textout import sci as num
-from .result import PHASE_MEANS, PHASES
+from parity.layers.report import short_name, to_json, write_atomic  # noqa: F401  (to_json, write_atomic re-exported)
+from parity.core.textout import sci as num
+from parity.training.result import PHASE_MEANS, PHASES
 
 SERIES_COLOURS = {"Paddle": "#d62728", "torch": "#1f77b4", "torch float64": "#7f7f7f"}
 
@@ -90,7 +90,7 @@ STEP_HEADERS = ("step", "loss torch", "loss Paddle", "forward", "loss", "backwar
 
 
 def step_columns():
-    from ..textout import Column
+    from parity.core.textout import Column
 
     return [Column("step", 0, "right"), Column("loss torch", 1, "right"), Column("loss Paddle", 1, "right")] + [
         Column(p, 0, "right") for p in PHASES] + [Column("verdict")]
@@ -103,7 +103,7 @@ def gradient_rows(d: dict, n: int = 10, wide: bool = False) -> List[List[str]]:
 
 
 def gradient_columns(wide: bool = False):
-    from ..textout import Column
+    from parity.core.textout import Column
 
     return [Column("step", 0, "right"), Column("tensor (torch name)" if wide else "tensor"),
             Column("rel err", 0, "right"), Column("1 - cos", 1, "right"), Column("torch rel", 2, "right"),
@@ -117,8 +117,8 @@ TERMINAL_NOTE = ("margin: Paddle's error against the float64 recomputation of it
 
 def print_report(d: dict, out=None, detail: bool = True, wide: bool = False) -> None:
     """The setup, the verdict and, with `detail`, the steps and the worst
-    gradients, at the width of `out` (a parity.textout.Out; stdout by default)."""
-    from ..textout import Out
+    gradients, at the width of `out` (a parity.core.textout.Out; stdout by default)."""
+    from parity.core.textout import Out
 
     out = out or Out(wide=wide)
     out.fields(setup_fields(d))
@@ -149,7 +149,7 @@ def gradient_plot(d: dict, width: int = 1000) -> str:
     """Relative gradient error (max |x - f64| / max |f64|) of every trainable
     tensor against its depth (forward order), one panel per step: Paddle,
     torch's own error and Paddle's bound; the first divergent gradient marked."""
-    from ..svg import depth_panels
+    from parity.core.svg import depth_panels
 
     grads = _checks(d, phase="backward")
     if not grads:
@@ -179,7 +179,7 @@ def gradient_plot(d: dict, width: int = 1000) -> str:
 
 def loss_plot(d: dict, width: int = 480, height: int = 300) -> str:
     """Loss per step of each framework, with the float64 recomputation of torch's step."""
-    from ..svg import nice_ticks
+    from parity.core.svg import nice_ticks
 
     steps = d["steps_summary"]
     if not steps:

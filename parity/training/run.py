@@ -1,7 +1,7 @@
 """The K-step run: torch float32 and Paddle float32 each train their own
 GENet on the same batches with the same recipe; after every step of each, a
 float64 twin recomputes that very step (`float64_step`), and every Paddle
-quantity is judged by the project's rule (parity.tolerances): its error
+quantity is judged by the project's rule (parity.core.tolerances): its error
 against the float64 recomputation of Paddle's step may be at most FACTOR x
 torch's error against the recomputation of torch's step, plus a few ulp.
 
@@ -23,17 +23,17 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from converters.mapping import DROP, TRANSPOSE, mapping_table
+from converters.table.mapping import DROP, TRANSPOSE, mapping_table
 from genet_arch import canonical_arch
 from genet_arch.naming import fc_path
 
-from .. import tolerances
-from ..compare import rel_l2_cosine
-from ..reference import torch_state_of_paddle
-from .batches import Batches
-from .mistakes import check_mistakes
-from .recipe import Recipe
-from .result import Check, StepSummary, TrainResult
+from parity.core import tolerances
+from parity.core.compare import rel_l2_cosine
+from parity.core.reference import torch_state_of_paddle
+from parity.training.batches import Batches
+from parity.training.mistakes import check_mistakes
+from parity.training.recipe import Recipe
+from parity.training.result import Check, StepSummary, TrainResult
 
 CANDIDATE, REFERENCE = "Paddle float32", "torch float32"
 TENSOR_ROLES = ("weight", "bias", "mean", "variance")
@@ -56,7 +56,7 @@ class _Hooks:
     output)` receives each output while set."""
 
     def __init__(self, model, rows, paddle: bool):
-        from ..modules import paddle_layer, torch_module
+        from parity.core.modules import paddle_layer, torch_module
 
         self.sink = None
         self.handles = []
@@ -96,10 +96,10 @@ def run_training_parity(arch: str, official_state: Mapping[str, np.ndarray], bat
     import paddle_genet
     import torch_ref
 
-    from ..environment import environment
-    from ..progress import PhaseClock, step_callback
-    from .float64_step import Float64Twin
-    from .paddle_recipe import apply_model_mistakes, paddle_loss, paddle_optimizer
+    from parity.core.environment import environment
+    from parity.core.progress import PhaseClock, step_callback
+    from parity.training.float64_step import Float64Twin
+    from parity.training.paddle_recipe import apply_model_mistakes, paddle_loss, paddle_optimizer
 
     start = time.perf_counter()
     recipe = recipe or Recipe()

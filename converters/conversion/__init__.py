@@ -1,0 +1,1 @@
+"""Conversion of a checkpoint to .pdparams, verified by running both models."""

@@ -1,0 +1,1 @@
+"""Evaluation of both frameworks on the same images, and its statistics."""

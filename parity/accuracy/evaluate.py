@@ -1,0 +1,516 @@
+"""Accuracy of both frameworks on the same preprocessed images.
+
+Each batch is decoded once and fed to every framework, so any disagreement
+comes from the models, never from two data pipelines. Per-image predictions
+are appended to a JSON-lines results file as they are produced; the summary
+is a pure function of that file (header + records sorted by image index),
+which is what makes `--resume` and `merge` give exactly a single run's summary.
+
+Results file: line 1 is a header {"type": "header", ...} naming everything
+that must match to continue or merge it; then one line per image,
+{"type": "image", "index", "path", "label", "pred": {framework: top-5}, ...}
+or {"type": "bad", "index", "path", "label", "error"} under --skip-bad; and,
+once per run (and once per resumption), {"type": "check", ...}: the start-up
+logit check, every runner's logits on the first images judged by the
+project's rule against a float64 recomputation (`logit_check`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from parity.inputs.data import Dataset, DataError, Sample
+from parity.inputs.decode import Decoder
+from parity.accuracy.stats import paired_summary
+
+RESULTS_VERSION = 1
+FRAMEWORKS = ("torch", "paddle")
+PRECISIONS = ("float32", "float16", "bfloat16")
+TOPK = 5
+# Header fields that a resumed run or a merged shard must share exactly.
+RECORD_TYPES = ("image", "bad")  # the per-image records; "check" records hold the start-up logit check
+IDENTITY_FIELDS = ("version", "arch", "precision", "device", "frameworks", "runners", "weights", "dataset", "limit")
+
+
+def normalize_device(device: str) -> str:
+    """'cpu' | 'gpu' | 'gpu:N' (also accepts torch's 'cuda[:N]')."""
+    d = (device or "cpu").strip().lower().replace("cuda", "gpu")
+    if d == "cpu":
+        return d
+    if d == "gpu":
+        return "gpu:0"
+    if d.startswith("gpu:") and d[4:].isdigit():
+        return d
+    raise DataError(None, f"--device {device!r}: expected cpu, gpu or gpu:N")
+
+
+# ---------------------------------------------------------------- runners
+class TorchRunner:
+    """The official model in PyTorch. float16 is `model.half()` as in the
+    official evaluation (on CPU too: torch has CPU half convolutions).
+    channels_last: the same eager model with NHWC tensors (oneDNN's native
+    layout on CPU: no reorder around each convolution), checked at start-up
+    by `check()` before a run trusts it."""
+
+    name = "torch"
+
+    def __init__(self, arch: str, official_state, device: str = "cpu", precision: str = "float32",
+                 channels_last: bool = False):
+        import torch
+
+        import torch_ref
+
+        self.arch, self.official_state, self.precision = arch, official_state, precision
+        self.device = "cpu" if device == "cpu" else device.replace("gpu", "cuda")
+        if self.device != "cpu" and not torch.cuda.is_available():
+            raise DataError(None, f"--device {device}: this PyTorch build sees no CUDA GPU")
+        self.dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[precision]
+        model = torch_ref.load_state(torch_ref.build(arch), official_state, source="torch weights")
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.model = self.model.to(memory_format=self.memory_format)
+        mode = "eager channels-last" if channels_last else "eager"
+        self.label = f"torch {torch.__version__} {mode}, {precision}, {device.split(':')[0]}"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            t = torch.from_numpy(x).to(device=self.device, dtype=self.dtype)
+            out = self.model(t.contiguous(memory_format=self.memory_format))
+            return out.float().cpu().numpy()
+
+    def check(self) -> dict:
+        """This runner's logits on a seeded batch judged by the project's rule
+        against the float64 recomputation (bar: eager torch, contiguous);
+        raises VerificationError when they fail it."""
+        return _startup_check(self, self.arch, self.official_state, self.precision, self.device)
+
+
+def _startup_check(runner, arch, official_state, precision, device) -> dict:
+    from converters.table.errors import VerificationError
+
+    from parity.core.reference import judge_logits
+    from parity.core.seeded import seeded_input
+
+    x = seeded_input(arch, 2)
+    j = judge_logits(f"GENet_{arch} logits", arch, official_state, x, runner(x), dtype=precision,
+                     device=device.replace("cuda", "gpu"), candidate_label=runner.label)
+    if not j.passed:
+        raise VerificationError(f"{runner.label}: start-up check failed: {j.describe()}")
+    return {**j.to_dict(), "batch": int(x.shape[0]), "pass": True}
+
+
+class PaddleRunner:
+    """The Paddle model. float16 on a GPU: `paddle.amp.decorate(level='O2')`,
+    Paddle's `model.half()` (it keeps BatchNorm statistics in float32, which
+    its float16 kernels require). Paddle has no CPU float16 kernels: there,
+    float16 is the layer-diff tool's emulation and is labelled so."""
+
+    name = "paddle"
+
+    def __init__(self, arch: str, paddle_state, device: str = "cpu", precision: str = "float32"):
+        import paddle
+
+        import paddle_genet
+
+        if device != "cpu" and not paddle.device.is_compiled_with_cuda():
+            raise DataError(None, f"--device {device}: this PaddlePaddle build has no CUDA support")
+        paddle.set_device(device)
+        self.precision = precision
+        self.emulated = precision == "float16" and device == "cpu"
+        if precision == "bfloat16":
+            raise DataError(None, "PaddlePaddle has no bfloat16 path here: evaluate with --framework torch "
+                                  "for bfloat16, or use --precision float32/float16")
+        if self.emulated:
+            from parity.core.modules import round_state_f16
+
+            paddle_state = round_state_f16(paddle_state)
+        model = paddle_genet.load_state(paddle_genet.build(arch), paddle_state, source="paddle weights")
+        model.eval()
+        if self.emulated:
+            self._round_every_layer(model, arch)
+        elif precision == "float16":
+            model = paddle.amp.decorate(models=model, level="O2", dtype="float16")
+        self.model = model
+        mode = "float16 EMULATED on CPU (float32 kernels, float16 rounding)" if self.emulated else precision
+        self.label = f"paddle {paddle.__version__} eager, {mode}, {device.split(':')[0]}"
+
+    @staticmethod
+    def _round_every_layer(model, arch):
+        """The layer-diff tool's emulation: weights, input and the output of
+        every mapped module rounded to float16, arithmetic in float32."""
+        from converters.table.mapping import mapping_table
+
+        from parity.core.modules import paddle_layer, round_f16_paddle
+
+        for row in mapping_table(arch).modules:
+            paddle_layer(model, row.paddle).register_forward_post_hook(round_f16_paddle)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import paddle
+
+        with paddle.no_grad():
+            if self.emulated:
+                x = x.astype(np.float16).astype(np.float32)
+            t = paddle.to_tensor(x)
+            if self.precision == "float16" and not self.emulated:
+                # The documented way to run an O2-decorated model (untested here: no GPU in CI).
+                with paddle.amp.auto_cast(enable=True, level="O2", dtype="float16"):
+                    return self.model(t.astype("float16")).astype("float32").numpy()
+            return self.model(t).astype("float32").numpy()
+
+
+RUNNERS = ("fast", "eager")
+
+
+def build_runners(arch: str, frameworks: Sequence[str], official_state=None, paddle_state=None,
+                  device: str = "cpu", precision: str = "float32", runner: str = "eager",
+                  say: Callable[[str], None] = lambda line: None) -> Dict[str, object]:
+    """One runner per framework. runner='fast': each framework on its fastest
+    path proven equal here, at start-up, against the float64 recomputation
+    with the project's rule: torch eager on channels-last tensors, Paddle its
+    inference predictor (oneDNN on CPU). Where a fast path is unavailable or
+    fails its check, that framework runs eager and `say` reports why (never
+    silently). runner='eager': both eager, contiguous.
+    torch.compile is not used: its compilation (tens of seconds per input
+    shape on CPU) costs more than it saves on all but the largest runs."""
+    if runner not in RUNNERS:
+        raise DataError(None, f"unknown runner {runner!r}; expected {', '.join(RUNNERS)}")
+    runners = {}
+    for fw in frameworks:
+        if fw == "torch":
+            eager = lambda: TorchRunner(arch, official_state, device, precision)  # noqa: E731
+            fast = lambda: _checked(TorchRunner(arch, official_state, device, precision, channels_last=True))  # noqa: E731
+            runners[fw] = _fast_or_eager(fw, "the channels-last path", fast, eager, None, runner, say)
+        elif fw == "paddle":
+            from parity.fastpath.inference import predictor_unavailable
+
+            eager = lambda: PaddleRunner(arch, paddle_state, device, precision)  # noqa: E731
+            runners[fw] = _fast_or_eager(fw, "the predictor", lambda: _predictor_runner(arch, paddle_state, device,
+                                                                                          precision),
+                                         eager, predictor_unavailable(device, precision), runner, say)
+        else:
+            raise DataError(None, f"unknown framework {fw!r}; expected {', '.join(FRAMEWORKS)}")
+    return runners
+
+
+def _checked(runner):
+    runner.startup_check = runner.check()
+    return runner
+
+
+def _predictor_runner(arch, paddle_state, device, precision):
+    from parity.fastpath.inference import PredictorRunner
+
+    fast = PredictorRunner(arch, paddle_state, device, precision)
+    fast.startup_check = fast.predictor.startup_check
+    return fast
+
+
+def _fast_or_eager(fw, what, build_fast, build_eager, unavailable, runner, say):
+    """The fast runner when it builds and passes its start-up check, else the
+    eager one, with a WARNING line saying why (`unavailable`: the reason the
+    fast path cannot run here at all, asked before building anything)."""
+    if runner == "eager":
+        return build_eager()
+    why = unavailable
+    if why is None:
+        from converters.table.errors import VerificationError
+
+        try:
+            fast = build_fast()
+            say(f"{fw}: {fast.label}, start-up check passed (margin {fast.startup_check['margin']:.2g})")
+            return fast
+        except VerificationError as e:
+            why = f"{what} failed its start-up check ({e})"
+        except (RuntimeError, ValueError, OSError) as e:  # what the frameworks raise for a path they cannot build
+            why = f"{what} could not be built ({type(e).__name__}: {e})"
+    say(f"WARNING: {fw} falls back to eager: {why}")
+    eager = build_eager()
+    eager.label += " (fast path unavailable)"
+    return eager
+
+
+# ---------------------------------------------------------------- start-up logit check
+CHECK_IMAGES = 8  # images of the first batch the check judges (float64 is a few times float32's cost)
+
+
+def logit_check(arch: str, official_state, runners: Dict[str, object], device: str = "cpu",
+                precision: str = "float32", n_images: int = CHECK_IMAGES) -> Callable[[np.ndarray], dict]:
+    """A function that judges every runner's logits on (the first
+    `n_images` of) a batch with the project's rule: the truth is the float64
+    recomputation with `official_state`, the bar eager torch at `precision`.
+    `evaluate` calls it on the first batch it runs and records the result."""
+    from parity.core.reference import float64_logits, torch_logits
+    from parity.core.tolerances import judge
+
+    def check(x: np.ndarray) -> dict:
+        x = np.ascontiguousarray(x[:n_images])
+        truth = float64_logits(arch, official_state, x)
+        bar = torch_logits(arch, official_state, x, device=device, dtype=precision)
+        judgements = {fw: judge(f"GENet_{arch} logits", run(x), truth, reference=bar, dtype=precision,
+                                candidate_label=run.label, reference_label=f"torch eager {precision}").to_dict()
+                      for fw, run in runners.items()}
+        return {"type": "check", "n_images": int(len(x)), "precision": precision,
+                "truth": "torch_ref float64 recomputation, same weights and images",
+                "judgements": judgements, "pass": all(j["passed"] for j in judgements.values())}
+    return check
+
+
+# ---------------------------------------------------------------- results file
+def make_header(arch: str, precision: str, device: str, runners: Dict[str, object], weights: dict,
+                dataset: Dataset, limit: Optional[int], shard, expected: int) -> dict:
+    # Only the device kind: shard K on gpu:K still belongs to the same run.
+    location = dataset.describe()
+    identity = {k: location.pop(k) for k in ("layout", "n_images", "n_classes", "fingerprint_sha256")}
+    return {"type": "header", "version": RESULTS_VERSION, "arch": arch, "precision": precision,
+            "device": device.split(":")[0], "frameworks": list(runners),
+            "runners": {k: r.label for k, r in runners.items()}, "weights": weights, "dataset": identity,
+            "dataset_location": location, "limit": limit, "shard": list(shard) if shard else None,
+            "expected": expected}
+
+
+def read_results(path: str, repair: bool = False):
+    """(header, records) of a results file. A last line cut short by an
+    interruption is dropped (and, with repair=True, truncated from the file);
+    damage anywhere else is an error naming the line."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise DataError(path, "no such results file") from None
+    # Every record is written as one line ending in a newline, so only a last
+    # piece without its newline can be an interrupted write.
+    complete, newline, _ = raw.rpartition(b"\n")
+    good_bytes = len(complete) + len(newline)
+    parsed = []
+    for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
+        if not line.strip():
+            continue
+        try:
+            parsed.append(json.loads(line))
+        except ValueError as e:
+            raise DataError(path, f"line {number} is not valid JSON ({e}); the file is damaged") from None
+    if repair and good_bytes < len(raw):
+        with open(path, "r+b") as f:
+            f.truncate(good_bytes)
+    if not parsed or parsed[0].get("type") != "header":
+        raise DataError(path, "is not a genet-parity results file (no header line)")
+    return parsed[0], parsed[1:]
+
+
+def identity_mismatch(a: dict, b: dict) -> List[str]:
+    return [k for k in IDENTITY_FIELDS if a.get(k) != b.get(k)]
+
+
+class ResultsWriter:
+    """Appends records, flushed to disk after every batch, so an interrupted
+    run loses at most the batch in progress."""
+
+    def __init__(self, path: str, header: dict, resume: bool):
+        self.path = path
+        self.done: Dict[int, dict] = {}
+        self.checks: List[dict] = []
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            if not resume:
+                raise DataError(path, "already exists; pass --resume to continue it, or choose another "
+                                      "--results path (nothing was overwritten)")
+            old_header, records = read_results(path, repair=True)
+            bad = identity_mismatch(old_header, header) + (["shard"] if old_header.get("shard") != header["shard"] else [])
+            if bad:
+                raise DataError(path, "cannot resume: it was written for a different run (differs in "
+                                      f"{', '.join(bad)})")
+            self.done = {r["index"]: r for r in records if r["type"] in RECORD_TYPES}
+            self.checks = [r for r in records if r["type"] == "check"]
+            self._f = open(path, "a", encoding="utf-8")
+        else:
+            parent = os.path.dirname(os.path.abspath(path))
+            os.makedirs(parent, exist_ok=True)
+            self._f = open(path, "w", encoding="utf-8")
+            self.write([header])
+
+    def write(self, records: List[dict]):
+        for r in records:
+            self._f.write(json.dumps(r, separators=(",", ":")) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self):
+        self._f.close()
+
+
+# ---------------------------------------------------------------- summary
+def topk(logits: np.ndarray, k: int = TOPK) -> np.ndarray:
+    # A stable sort of -logits: ties go to the lower class index, the same in both frameworks.
+    return np.argsort(-logits, axis=1, kind="stable")[:, :k]
+
+
+def summarize(header: dict, records: Sequence[dict], expected: Optional[int] = None) -> dict:
+    """The summary of a run from its header and records (any order)."""
+    checks = [r for r in records if r["type"] == "check"]
+    records = sorted((r for r in records if r["type"] in RECORD_TYPES), key=lambda r: r["index"])
+    images = [r for r in records if r["type"] == "image"]
+    bad = [r for r in records if r["type"] == "bad"]
+    fws = header["frameworks"]
+    expected = header["expected"] if expected is None else expected
+    n = len(images)
+    correct = {fw: [r["pred"][fw][0] == r["label"] for r in images] for fw in fws}
+    in_top5 = {fw: [r["label"] in r["pred"][fw][:TOPK] for r in images] for fw in fws}
+    out = {
+        "arch": header["arch"], "precision": header["precision"], "device": header["device"],
+        "frameworks": fws, "runners": header["runners"], "weights": header["weights"],
+        "dataset": header["dataset"], "dataset_location": header.get("dataset_location"), "limit": header["limit"],
+        "n_expected": expected, "n_evaluated": n, "n_bad": len(bad),
+        "complete": n + len(bad) == expected,
+        "bad_images": [{"path": r["path"], "error": r["error"]} for r in bad],
+        "top1": {fw: 100.0 * sum(correct[fw]) / n if n else None for fw in fws},
+        "top5": {fw: 100.0 * sum(in_top5[fw]) / n if n else None for fw in fws},
+        "correct_top1": {fw: sum(correct[fw]) for fw in fws},
+        # the start-up logit checks (one per run or resumption, per shard): None when none ran
+        "logit_checks": checks,
+        "logit_checks_pass": all(c["pass"] for c in checks) if checks else None,
+    }
+    if len(fws) == 2:
+        a, b = fws
+        disagree = [r for r in images if r["pred"][a][0] != r["pred"][b][0]]
+        diffs = [r["logit_max_abs_diff"] for r in images if r.get("logit_max_abs_diff") is not None]
+        out.update({
+            "agreement_top1": 100.0 * (n - len(disagree)) / n if n else None,
+            "n_disagree": len(disagree),
+            "disagreements": [{"path": r["path"], "label": r["label"], a: r["pred"][a][0], b: r["pred"][b][0]}
+                              for r in disagree],
+            "paired": {"a": a, "b": b, **paired_summary(correct[a], correct[b])},
+            "logit_max_abs_diff": max(diffs) if diffs else None,
+        })
+    return out
+
+
+# ---------------------------------------------------------------- the loop
+def batch_detail(counts: dict, frameworks) -> str:
+    """Top-1 so far per framework and their agreement, for a progress line."""
+    total = counts["n"]
+    if not total:
+        return ""
+    text = ", ".join(f"{fw} top-1 {100.0 * counts[fw] / total:.2f}%" for fw in frameworks)
+    if len(frameworks) == 2:
+        text += f", agree {100.0 * counts['agree'] / total:.2f}%"
+    return text
+
+
+def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sample], header: dict,
+             results_path: str, resume: bool = False, skip_bad: bool = False, batch_size: int = 32,
+             workers: int = 0, on_batch: Optional[Callable[[int, dict], None]] = None,
+             check: Optional[Callable[[np.ndarray], dict]] = None, times: Optional["RunTimes"] = None) -> dict:
+    """Evaluate `samples` with every runner on the same inputs; returns the summary.
+
+    on_batch(n_images_done_this_batch, running_counts) drives a progress display.
+    check: a `logit_check`, run on the first batch evaluated and recorded.
+    times: a `RunTimes` to fill with this run's stage times (the summary
+    is a pure function of the results file, so it holds none)."""
+    import time
+
+    times = times if times is not None else RunTimes()
+    clock = times.clock
+    writer = ResultsWriter(results_path, header, resume)
+    started = time.perf_counter()
+    try:
+        todo = [s for s in samples if s.index not in writer.done]
+        counts = {"n": 0, **{fw: 0 for fw in runners}, "agree": 0}
+        for r in writer.done.values():
+            if r["type"] == "image":
+                counts["n"] += 1
+                for fw in runners:
+                    counts[fw] += r["pred"][fw][0] == r["label"]
+                counts["agree"] += len({tuple(r["pred"][fw][:1]) for fw in runners}) == 1
+        if on_batch:
+            on_batch(len(writer.done), counts)
+        with Decoder(header["arch"], dataset.abspath, workers=workers, batch_size=batch_size) as decoder:
+            times.decoder = decoder
+            batches = decoder.batches(todo)
+            while True:
+                with clock("decode_wait"):
+                    batch = next(batches, None)
+                if batch is None:
+                    break
+                if batch.failed and not skip_bad:
+                    sample, err = batch.failed[0]
+                    raise DataError(dataset.abspath(sample), f"cannot be decoded: {err} "
+                                                             "(pass --skip-bad to skip and list such images)")
+                records = [{"type": "bad", "index": s.index, "path": s.path, "label": s.label, "error": err}
+                           for s, err in batch.failed]
+                if batch.samples and check is not None:
+                    with clock("check"):
+                        writer.checks.append(check(batch.inputs))
+                        writer.write(writer.checks[-1:])
+                    check = None
+                if batch.samples:
+                    logits = {}
+                    for fw, run in runners.items():
+                        with clock(fw):
+                            logits[fw] = run(batch.inputs)
+                    times.images += len(batch.samples)
+                    preds = {fw: topk(v) for fw, v in logits.items()}
+                    if len(runners) == 2:
+                        a, b = logits.values()
+                        gaps = np.abs(a.astype(np.float64) - b).max(axis=1)
+                    for i, s in enumerate(batch.samples):
+                        rec = {"type": "image", "index": s.index, "path": s.path, "label": s.label,
+                               "pred": {fw: [int(c) for c in p[i]] for fw, p in preds.items()}}
+                        if len(runners) == 2:
+                            rec["logit_max_abs_diff"] = float(gaps[i])
+                        records.append(rec)
+                        counts["n"] += 1
+                        for fw in runners:
+                            counts[fw] += int(preds[fw][i][0] == s.label)
+                        counts["agree"] += len({int(p[i][0]) for p in preds.values()}) == 1
+                records.sort(key=lambda r: r["index"])
+                with clock("write"):
+                    writer.write(records)
+                for r in records:
+                    writer.done[r["index"]] = r
+                if on_batch:
+                    on_batch(len(records), counts)
+    finally:
+        writer.close()
+        times.run_s += time.perf_counter() - started
+    return summarize(header, list(writer.done.values()) + writer.checks)
+
+
+class RunTimes:
+    """Where an `evaluate` run's time went, for its images/s: the loop's wall
+    time (decoding, both models, the start-up logit check and the writes, as
+    they overlapped) and each stage on its own time: a framework's seconds
+    inside its runner calls, decoding's seconds summed over its workers."""
+
+    def __init__(self):
+        from parity.core.progress import PhaseClock
+
+        self.clock = PhaseClock()
+        self.images = 0
+        self.run_s = 0.0
+        self.decoder = None
+
+    def summary(self, frameworks: Sequence[str]) -> dict:
+        """The run's "throughput" record (images/s = None where no time was spent)."""
+        def rate(n, seconds):
+            return n / seconds if seconds > 0 else None
+
+        phases = self.clock.totals()
+        d = self.decoder
+        decoded, decode_s = (d.decoded, d.decode_s) if d is not None else (0, 0.0)
+        stages = {fw: {"s": phases.get(fw, 0.0), "images_per_s": rate(self.images, phases.get(fw, 0.0))}
+                  for fw in frameworks}
+        # Per worker: with the cores free, the pool decodes about `workers` times this.
+        stages["decode"] = {"s": decode_s, "images": decoded, "images_per_s": rate(decoded, decode_s),
+                            "workers": d.workers if d is not None else 0,
+                            "normalize_s": d.normalize_s if d is not None else 0.0}
+        models_s = sum(phases.get(fw, 0.0) for fw in frameworks)
+        return {"images": self.images, "run_s": self.run_s, "images_per_s": rate(self.images, self.run_s),
+                "models_s": models_s, "models_images_per_s": rate(self.images, models_s),
+                "decode_wait_s": phases.get("decode_wait", 0.0), "check_s": phases.get("check", 0.0),
+                "write_s": phases.get("write", 0.0), "stages": stages}

@@ -1,0 +1,1 @@
+"""The reproduction certificate: its steps, verdict and HTML page."""

@@ -1,0 +1,64 @@
+"""`genet-parity`: one entry point, one module per sub-command.
+
+Each command module exposes HELP, add_arguments(parser) and run(args) -> int,
+and imports torch/paddle only inside run(), so `--help` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from parity.core.exits import run_guarded
+
+COMMANDS = {
+    "demo": "parity.commands.demo",
+    "bench": "parity.commands.bench_cmd",
+    "layers": "parity.commands.layers_cmd",
+    "mapping": "parity.commands.mapping_cmd",
+    "eval": "parity.commands.eval_cmd",
+    "merge": "parity.commands.merge_cmd",
+    "certify": "parity.commands.certify_cmd",
+    "train": "parity.commands.train_cmd",
+}
+
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="genet-parity", description="GENet PyTorch/PaddlePaddle parity tools.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    modules = {}
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        modules[name] = module
+    return parser, modules
+
+
+def main(argv=None) -> int:
+    from converters.files.atomic import terminate_like_interrupt
+
+    terminate_like_interrupt()  # a plain `kill` unwinds like Ctrl-C: no temporary output survives
+    return run_guarded(_main, argv)
+
+
+def _main(argv) -> int:
+    from parity.core.runtime import configure_threads
+
+    parser, modules = _parser()
+    args = parser.parse_args(argv)
+    configure_threads(getattr(args, "threads", None))
+    module = modules[args.command]
+    if getattr(module, "NEEDS_PADDLE", True):
+        # Paddle's import-time notices (a C++ compiler cache it never needs here,
+        # and OMP_NUM_THREADS > 1, which configure_threads sets on purpose) are
+        # dropped once, here; anything else it prints still shows.
+        from converters.conversion.verify import import_paddle
+
+        import_paddle()
+    return module.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

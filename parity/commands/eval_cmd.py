@@ -1,0 +1,216 @@
+"""`genet-parity eval`: ImageNet-val accuracy of both frameworks on identical inputs."""
+from __future__ import annotations
+
+import json
+import os
+
+HELP = "Top-1/top-5 of PyTorch and PaddlePaddle on the same preprocessed images, with paired statistics."
+DISAGREEMENTS_SHOWN = 10
+
+
+def add_weight_arguments(p):
+    p.add_argument("--arch", help="small, normal or large (GENet_*/gernet_* accepted; "
+                                  "default: identified from --weights)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", metavar="PATH",
+                     help="checkpoint in any supported layout (official .pth, timm, Paddle .pdparams)")
+    src.add_argument("--seeded", action="store_true",
+                     help="seeded random weights (numpy seed 2020): exercises the tools, not a trained model")
+    p.add_argument("--pdparams", metavar="PATH",
+                   help="Paddle weights to evaluate instead of converting --weights (e.g. genet-convert's output)")
+
+
+def add_data_arguments(p):
+    p.add_argument("--data", required=True, metavar="DIR", help="image folder (class sub-folders, or with --list)")
+    p.add_argument("--list", metavar="FILE", help="val_list.txt: '<relative path> <integer label>' per line")
+
+
+def add_arguments(p):
+    from parity.accuracy.evaluate import PRECISIONS
+
+    add_weight_arguments(p)
+    add_data_arguments(p)
+    p.add_argument("--framework", choices=["both", "torch", "paddle"], default="both")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="float16 on GPU is model.half() (Paddle: amp O2); on CPU torch runs real float16/bfloat16 "
+                        "kernels and Paddle a labelled float16 emulation")
+    p.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N (default cpu)")
+    p.add_argument("--runner", choices=["fast", "eager"], default="fast",
+                   help="fast (default): Paddle on its inference predictor, checked at start-up against the "
+                        "float64 recomputation, eager (said loudly) where it is unavailable; eager: both eager")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, help="decoding processes (default: number of cores; 0 = in-process)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N images of the list")
+    p.add_argument("--shard", metavar="K/N", help="evaluate slice K of N (K from 0), or 'auto' under torchrun / "
+                                                  "paddle.distributed.launch; combine with `genet-parity merge`")
+    p.add_argument("--results", metavar="PATH", help="per-image predictions, JSON lines "
+                                                     "(default genet_eval_<arch>_<precision>[_shardKofN].jsonl)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its --results file")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip images that fail to decode, count and list them (default: stop at the first)")
+    p.add_argument("--json", metavar="PATH", help="write the summary as JSON")
+    p.add_argument("--threads", type=int, help="threads for both frameworks (default: all cores)")
+
+
+def load_states(arch, weights=None, seeded=False, pdparams=None, need_torch=True, need_paddle=True):
+    """(arch, official-layout state, Paddle-layout state, provenance) from the
+    command line's weight arguments. Conversion goes through the mapping table."""
+    from converters.files.load import load_weights, to_layout
+    from converters.table.mapping import mapping_table
+    from genet_arch import canonical_arch
+
+    from parity.inputs.data import DataError
+    from parity.core.seeded import WEIGHT_SEED, seeded_state, state_sha256
+
+    if seeded:
+        if not arch:
+            raise DataError(None, "--seeded needs --arch")
+        arch = canonical_arch(arch)
+        official = seeded_state(arch)
+        provenance = {"source": f"seeded (numpy default_rng({WEIGHT_SEED}))", "state_sha256": state_sha256(official)}
+        paddle_state = mapping_table(arch).convert(official, "official", "paddle", source="seeded weights")
+    else:
+        loaded = load_weights(weights, arch=arch)
+        arch = loaded.arch
+        official, paddle_state = to_layout(loaded, "official"), to_layout(loaded, "paddle")
+        # File names, not paths: shards on other machines are the same run.
+        provenance = {"source": os.path.basename(weights), "sha256": loaded.sha256, "layout": loaded.layout}
+    if pdparams and need_paddle:
+        given = load_weights(pdparams, arch=arch, layout="paddle")
+        paddle_state = to_layout(given, "paddle")
+        provenance["pdparams"] = {"source": os.path.basename(pdparams), "sha256": given.sha256}
+    return arch, official if need_torch else None, paddle_state if need_paddle else None, provenance
+
+
+def default_results_path(arch, precision, shard):
+    suffix = f"_shard{shard[0]}of{shard[1]}" if shard else ""
+    return f"genet_eval_{arch}_{precision}{suffix}.jsonl"
+
+
+def run_eval(args, console=None) -> dict:
+    """Everything `eval` does, returning the summary. Progress goes to stderr
+    (or to `console.file`)."""
+    from parity.inputs.data import launcher_rank, open_dataset, parse_shard, select
+    import time
+
+    from parity.accuracy.evaluate import RunTimes, batch_detail, build_runners, evaluate, logit_check, make_header, normalize_device
+    from parity.core.progress import Progress
+    from parity.core.runtime import default_threads
+
+    started = time.perf_counter()
+    shard = parse_shard(args.shard)
+    device = normalize_device(args.device)
+    launched = launcher_rank() if args.shard and args.shard.strip().lower() == "auto" else None
+    if launched and device == "gpu:0" and args.device.strip().lower() in ("gpu", "cuda") and launched[2] is not None:
+        device = f"gpu:{launched[2]}"  # each launched process on its own GPU
+    if args.limit is not None and args.limit < 1:
+        from parity.inputs.data import DataError
+
+        raise DataError(None, f"--limit {args.limit}: must be >= 1")
+    frameworks = ["torch", "paddle"] if args.framework == "both" else [args.framework]
+    # The data are checked (every listed file present) before any model is built.
+    dataset = open_dataset(args.data, args.list)
+    samples = select(dataset.samples, args.limit, shard)
+    progress = Progress("eval", stream=getattr(console, "file", None))
+    progress.stage("reading the weights, building the models")
+    # The torch-layout weights are needed even for --framework paddle: the
+    # start-up logit check's float64 recomputation is built from them.
+    arch, official, paddle_state, provenance = load_states(
+        args.arch, args.weights, args.seeded, args.pdparams, need_torch=True, need_paddle="paddle" in frameworks)
+    progress.stage("building the runners (the fast path is checked at start-up)")
+    runners = build_runners(arch, frameworks, official, paddle_state, device, args.precision, runner=args.runner,
+                            say=progress.note)
+    header = make_header(arch, args.precision, device, runners, provenance, dataset, args.limit, shard, len(samples))
+    results = args.results or default_results_path(arch, args.precision, shard)
+    workers = default_threads() if args.workers is None else args.workers
+    for label in header["runners"].values():
+        progress.note(label)
+    progress.stage(f"GENet_{arch}, {args.precision}, batches of {args.batch_size}", total=len(samples),
+                   unit="images")
+    times = RunTimes()
+    startup_s = time.perf_counter() - started
+    with progress:
+        summary = evaluate(runners, dataset, samples, header, results, resume=args.resume, skip_bad=args.skip_bad,
+                           batch_size=args.batch_size, workers=workers,
+                           on_batch=lambda n, counts: progress.update(advance=n, detail=batch_detail(counts, frameworks)),
+                           check=logit_check(arch, official, runners, device, args.precision), times=times)
+    summary["throughput"] = {**times.summary(frameworks), "startup_s": startup_s}
+    progress.note(f"per-image predictions: {os.path.abspath(results)}")
+    return summary
+
+
+def print_summary(out, s: dict):
+    """The summary at the width of `out` (a parity.core.textout.Out)."""
+    from parity.core.textout import Column
+
+    def pct(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    out.table([Column("framework"), Column("top-1 %", align="right"), Column("top-5 %", align="right"),
+               Column("runner", priority=1)],
+              [[fw, pct(s["top1"][fw]), pct(s["top5"][fw]), s["runners"][fw]] for fw in s["frameworks"]],
+              title=f"GENet_{s['arch']} on {s['n_evaluated']} images ({s['precision']}, {s['device']})",
+              hint="--json writes them")
+    if "paired" in s:
+        p = s["paired"]
+        ci = p["top1_difference_ci_points"]
+        diff = "n/a" if s["logit_max_abs_diff"] is None else f"{s['logit_max_abs_diff']:.3g}"
+        out.print(f"Top-1 agreement {pct(s['agreement_top1'])}% ({s['n_disagree']} images differ); "
+                  f"largest logit difference {diff}")
+        if ci:
+            out.print(f"Top-1 {p['a']} - {p['b']}: {p['top1_difference_points']:+.3f} points, "
+                      f"{100 * p['confidence']:.0f}% CI [{ci[0]:+.3f}, {ci[1]:+.3f}]; McNemar exact p = "
+                      f"{p['mcnemar_exact_p']:.4g} ({p['a_only_correct']} right only in {p['a']}, "
+                      f"{p['b_only_correct']} only in {p['b']})")
+        for d in s["disagreements"][:DISAGREEMENTS_SHOWN]:
+            out.print(f"  differs: {d['path']} (label {d['label']}): "
+                      + ", ".join(f"{fw} {d[fw]}" for fw in s["frameworks"]), indent="    ")
+        if s["n_disagree"] > DISAGREEMENTS_SHOWN:
+            out.print(f"  ... and {s['n_disagree'] - DISAGREEMENTS_SHOWN} more (all in the JSON summary)")
+    for c in s.get("logit_checks") or []:
+        where = f" (shard {c['shard'][0]}/{c['shard'][1]})" if c.get("shard") else ""
+        parts = ", ".join(f"{fw} margin {j['margin']:.3g}" for fw, j in c["judgements"].items())
+        out.print(f"Start-up logit check{where}, first {c['n_images']} images vs a float64 recomputation "
+                  f"(bar: 16 x torch {c['precision']} error): {parts}: {'PASS' if c['pass'] else 'FAIL'}",
+                  style=None if c["pass"] else "bold red")
+    if s.get("throughput"):
+        out.print(throughput_line(s["throughput"]))
+    if s["n_bad"]:
+        out.print(f"Skipped {s['n_bad']} image(s) that failed to decode:", style="yellow")
+        for b in s["bad_images"][:DISAGREEMENTS_SHOWN]:
+            out.print(f"  {b['path']}: {b['error']}", indent="    ")
+    if not s["complete"]:
+        out.print(f"Incomplete: {s['n_evaluated'] + s['n_bad']} of {s['n_expected']} images done.", style="yellow")
+
+
+def throughput_line(t: dict) -> str:
+    """This run's images/s and each stage's on its own time (see evaluate.RunTimes)."""
+    def rate(v):
+        return "n/a" if v is None else f"{v:.1f}"
+
+    stages = t["stages"]
+    parts = [f"{fw} {rate(v['images_per_s'])}" for fw, v in stages.items() if fw != "decode"]
+    d = stages["decode"]
+    per = f" per worker x {d['workers']}" if d["workers"] else " in-process"
+    parts.append(f"decode {rate(d['images_per_s'])}{per}")
+    start = f"; start-up {t['startup_s']:.1f} s" if t.get("startup_s") is not None else ""
+    return (f"Throughput: {t['images']} images in {t['run_s']:.1f} s = {rate(t['images_per_s'])} images/s "
+            f"(stages alone: {', '.join(parts)}; waited {t['decode_wait_s']:.1f} s for decoding, "
+            f"{t['check_s']:.1f} s in the start-up check{start})")
+
+
+def write_json(path, data):
+    """Atomic: a reader never sees half a summary."""
+    from converters.files.io import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2))
+
+
+def run(args) -> int:
+    from parity.core.textout import Out
+
+    summary = run_eval(args)
+    print_summary(Out(), summary)
+    if args.json:
+        write_json(args.json, summary)
+    return 1 if summary["logit_checks_pass"] is False else 0

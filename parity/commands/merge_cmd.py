@@ -1,0 +1,68 @@
+"""`genet-parity merge`: shard results files -> the summary of one whole run."""
+from __future__ import annotations
+
+HELP = "Combine the results files of `eval --shard K/N` runs into the summary a single run would give."
+
+
+def add_arguments(p):
+    p.add_argument("results", nargs="+", metavar="RESULTS", help="the N shards' --results files (JSON lines)")
+    p.add_argument("--json", metavar="PATH", help="write the merged summary as JSON")
+
+
+def merge(paths) -> dict:
+    """Summary of the union of shard files; refuses anything that would not
+    equal a single run: different runs, missing, repeated or unfinished shards."""
+    from parity.inputs.data import DataError
+    from parity.accuracy.evaluate import RECORD_TYPES, identity_mismatch, read_results, summarize
+
+    loaded = [(p, *read_results(p)) for p in paths]
+    first_path, first, _ = loaded[0]
+    for path, header, _ in loaded[1:]:
+        bad = identity_mismatch(first, header)
+        if bad:
+            raise DataError(path, f"belongs to a different run than {first_path} (differs in {', '.join(bad)})")
+    shards = [h.get("shard") for _, h, _ in loaded]
+    if None in shards:
+        if len(loaded) > 1:
+            unsharded = next(p for p, h, _ in loaded if h.get("shard") is None)
+            raise DataError(unsharded, "is an unsharded run; merge takes the files of `eval --shard K/N` runs")
+    else:
+        n = shards[0][1]
+        by_k = {}
+        for path, header, _ in loaded:
+            k, n_k = header["shard"]
+            if n_k != n:
+                raise DataError(path, f"is shard {k}/{n_k}, the others are of {n}")
+            if k in by_k:
+                raise DataError(path, f"repeats shard {k}/{n} (also in {by_k[k]})")
+            by_k[k] = path
+        missing = sorted(set(range(n)) - set(by_k))
+        if missing:
+            raise DataError(None, f"shard(s) {', '.join(f'{k}/{n}' for k in missing)} missing: give all {n} files")
+    records, checks, expected = {}, [], 0
+    for path, header, recs in loaded:
+        checks += [dict(r, shard=header.get("shard")) for r in recs if r["type"] == "check"]
+        recs = [r for r in recs if r["type"] in RECORD_TYPES]
+        done = {r["index"] for r in recs}
+        if len(done) != header["expected"]:
+            raise DataError(path, f"is unfinished: {len(done)} of {header['expected']} images "
+                                  f"(finish it with `genet-parity eval ... --shard {header['shard'][0]}/"
+                                  f"{header['shard'][1]} --resume`)" if header.get("shard") else
+                                  f"is unfinished: {len(done)} of {header['expected']} images")
+        for r in recs:
+            if r["index"] in records:
+                raise DataError(path, f"image {r['path']} (index {r['index']}) is also in another shard")
+            records[r["index"]] = r
+        expected += header["expected"]
+    return summarize({**first, "shard": None}, list(records.values()) + checks, expected=expected)
+
+
+def run(args) -> int:
+    from parity.commands.eval_cmd import print_summary, write_json
+    from parity.core.textout import Out
+
+    summary = merge(args.results)
+    print_summary(Out(), summary)
+    if args.json:
+        write_json(args.json, summary)
+    return 1 if summary["logit_checks_pass"] is False else 0

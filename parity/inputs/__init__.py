@@ -1,0 +1,1 @@
+"""Images in: datasets and lists, decoding, the official preprocessing, bundled photos."""

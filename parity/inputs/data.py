@@ -1,0 +1,204 @@
+"""Evaluation datasets in the two ImageNet-val layouts, checked before any work.
+
+- list layout (the Paddle reproduction): an image folder plus a list file
+  with one `<relative path> <integer label>` per line;
+- folder layout (the official code, torchvision ImageFolder): one sub-folder
+  per class, label = index of the folder name in sorted order.
+
+Every sample carries its position in the full dataset (`index`), which is
+what results files, `--resume`, `--shard` and `merge` key on.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+from converters.table.errors import CheckpointError
+
+# torchvision's IMG_EXTENSIONS, so the folder layout finds the same files.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+MAX_LISTED = 20  # problems named one by one in an error before "... and N more"
+
+
+class DataError(CheckpointError):
+    """Bad evaluation input (exit code 2, like every bad input)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    index: int
+    path: str  # relative to the dataset root, '/'-separated
+    label: int
+
+
+@dataclass
+class Dataset:
+    root: str
+    layout: str  # 'list' | 'folders'
+    samples: List[Sample]
+    list_file: Optional[str] = None
+    classes: Optional[List[str]] = None
+
+    def __len__(self):
+        return len(self.samples)
+
+    def abspath(self, sample: Sample) -> str:
+        return os.path.join(self.root, *sample.path.split("/"))
+
+    def fingerprint(self) -> str:
+        """SHA-256 over (path, label) of every sample, in order: two runs
+        agree on it exactly when they evaluate the same labelled list."""
+        h = hashlib.sha256()
+        for s in self.samples:
+            h.update(f"{s.path}\t{s.label}\n".encode())
+        return h.hexdigest()
+
+    def describe(self) -> dict:
+        return {"root": os.path.abspath(self.root), "layout": self.layout, "n_images": len(self.samples),
+                "list_file": os.path.abspath(self.list_file) if self.list_file else None,
+                "n_classes": len(self.classes) if self.classes is not None else None,
+                "fingerprint_sha256": self.fingerprint()}
+
+
+def _listing(problems: Sequence[str]) -> str:
+    shown = "\n  ".join(problems[:MAX_LISTED])
+    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    return f"\n  {shown}{more}"
+
+
+def parse_list(list_file: str, num_classes: int = 1000) -> List[Tuple[int, str, int]]:
+    """(line number, relative path, label) per line of a `val_list.txt`.
+    Blank lines are ignored; anything else that is not exactly two fields with
+    a label in [0, num_classes) is an error naming every bad line."""
+    try:
+        with open(list_file, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise DataError(list_file, "no such list file") from None
+    except UnicodeDecodeError as e:
+        raise DataError(list_file, f"is not UTF-8 text: {e}") from None
+    entries, problems, seen = [], [], {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 2:
+            problems.append(f"line {number}: expected '<relative path> <integer label>', got {line.strip()!r}")
+            continue
+        path, label = fields
+        try:
+            value = int(label)
+        except ValueError:
+            problems.append(f"line {number}: label {label!r} is not an integer")
+            continue
+        if not 0 <= value < num_classes:
+            problems.append(f"line {number}: label {value} outside [0, {num_classes})")
+            continue
+        path = path.replace("\\", "/")
+        if path.startswith("/") or ".." in path.split("/"):
+            problems.append(f"line {number}: path {path!r} must be relative to the image folder")
+            continue
+        if path in seen:
+            problems.append(f"line {number}: {path} already listed on line {seen[path]}")
+            continue
+        seen[path] = number
+        entries.append((number, path, value))
+    if problems:
+        raise DataError(list_file, f"{len(problems)} malformed line(s):{_listing(problems)}")
+    if not entries:
+        raise DataError(list_file, "lists no images")
+    return entries
+
+
+def from_list(root: str, list_file: str, num_classes: int = 1000) -> Dataset:
+    entries = parse_list(list_file, num_classes)
+    ds = Dataset(root=root, layout="list", list_file=list_file,
+                 samples=[Sample(i, path, label) for i, (_, path, label) in enumerate(entries)])
+    missing = [f"{path} (line {number})" for number, path, _ in entries
+               if not os.path.isfile(os.path.join(root, *path.split("/")))]
+    if missing:
+        raise DataError(root, f"{len(missing)} of {len(entries)} images listed in {list_file} are missing:"
+                              f"{_listing(missing)}")
+    return ds
+
+
+def from_folders(root: str, num_classes: int = 1000) -> Dataset:
+    """torchvision ImageFolder: classes = sorted sub-folder names; images =
+    files with an image extension found below each, in sorted order."""
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    if not classes:
+        raise DataError(root, "has no class sub-folders (for a flat folder of images, pass --list val_list.txt)")
+    if len(classes) > num_classes:
+        raise DataError(root, f"has {len(classes)} class folders, the model has {num_classes} classes")
+    samples, empty = [], []
+    for label, name in enumerate(classes):
+        found = []
+        # sorted(os.walk(...)) exactly as torchvision: a folder's own files before its sub-folders'.
+        for dirpath, _, filenames in sorted(os.walk(os.path.join(root, name), followlinks=True)):
+            for fn in sorted(filenames):
+                if fn.lower().endswith(IMAGE_EXTENSIONS):
+                    found.append(os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/"))
+        if not found:
+            empty.append(name)
+        base = len(samples)
+        samples.extend(Sample(base + k, p, label) for k, p in enumerate(found))
+    if empty:
+        raise DataError(root, f"{len(empty)} class folder(s) hold no image ({', '.join(IMAGE_EXTENSIONS)}):"
+                              f"{_listing(empty)}")
+    return Dataset(root=root, layout="folders", samples=samples, classes=classes)
+
+
+def open_dataset(root: str, list_file: Optional[str] = None, num_classes: int = 1000) -> Dataset:
+    """The list layout when a list file is given, else the folder layout."""
+    if not os.path.isdir(root):
+        raise DataError(root, "no such image folder")
+    if list_file:
+        return from_list(root, list_file, num_classes)
+    return from_folders(root, num_classes)
+
+
+# (rank, world size, local GPU index) variables of the launchers: torchrun, then paddle.distributed.launch.
+LAUNCHER_ENV = (("RANK", "WORLD_SIZE", "LOCAL_RANK"), ("PADDLE_TRAINER_ID", "PADDLE_TRAINERS_NUM", "FLAGS_selected_gpus"))
+
+
+def launcher_rank() -> Optional[Tuple[int, int, Optional[int]]]:
+    """(K, N, local GPU index) set by torchrun or paddle.distributed.launch, else None."""
+    for rank, world, local in LAUNCHER_ENV:
+        if os.environ.get(rank) is not None and os.environ.get(world) is not None:
+            gpu = os.environ.get(local)
+            return int(os.environ[rank]), int(os.environ[world]), int(gpu.split(",")[0]) if gpu else None
+    return None
+
+
+def parse_shard(text: Optional[str]) -> Optional[Tuple[int, int]]:
+    """'K/N' -> (K, N) with 0 <= K < N (K is 0-based, like RANK under torchrun);
+    'auto' -> the rank and world size of torchrun / paddle.distributed.launch."""
+    if text is None:
+        return None
+    if str(text).strip().lower() == "auto":
+        found = launcher_rank()
+        if found is None:
+            raise DataError(None, "--shard auto: no launcher variables found (RANK and WORLD_SIZE from torchrun, or "
+                                  "PADDLE_TRAINER_ID and PADDLE_TRAINERS_NUM from paddle.distributed.launch)")
+        text = f"{found[0]}/{found[1]}"
+    try:
+        k, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise DataError(None, f"--shard {text!r}: expected K/N, e.g. 0/4") from None
+    if n < 1 or not 0 <= k < n:
+        raise DataError(None, f"--shard {text}: need 0 <= K < N (K is 0-based)")
+    return k, n
+
+
+def select(samples: Sequence[Sample], limit: Optional[int] = None,
+           shard: Optional[Tuple[int, int]] = None) -> List[Sample]:
+    """The first `limit` samples, then every N-th from the K-th: shards
+    interleave, so each gets the same mix of classes, and together they are
+    exactly the limited set."""
+    chosen = list(samples[:limit] if limit is not None else samples)
+    if shard is not None:
+        k, n = shard
+        chosen = chosen[k::n]
+    return chosen

@@ -1,0 +1,1 @@
+"""Latency of every path, interleaved, against the compute floor."""

@@ -1,0 +1,1 @@
+"""The per-layer activation diff and its reports."""
