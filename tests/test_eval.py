@@ -357,7 +357,8 @@ def test_cli_eval_runs_paddle_on_the_checked_predictor_and_falls_back_loudly(pho
     assert "eager channels-last" in fast["runners"]["torch"]
     # The run's own start-up check judged the predictor's logits, not only its constructor.
     assert fast["logit_checks_pass"] and "predictor" in fast["logit_checks"][0]["judgements"]["paddle"]["candidate"]
-    assert "start-up check passed" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "start-up check passed" in printed.err and "Throughput: 4 images in" in " ".join(printed.out.split())
     # The run's images/s: every stage's time lies inside the loop's wall time.
     t = fast["throughput"]
     assert t["images"] == 4 and t["stages"]["decode"]["images"] == 4 and t["stages"]["decode"]["workers"] == 0

@@ -498,7 +498,8 @@ def render(result: dict, console) -> None:
         d = result["eval"]
         t = Table(title=f"6. Evaluation, both frameworks, GENet_{d['arch']}, {d['n_images']} photos, batch "
                         f"{d['batch_size']} (images/s)")
-        for c in ("loop, no start-up", "whole process", "torch in loop", "paddle in loop", "decode/worker", "runners"):
+        for c in ("runner", "loop, no start-up", "whole process", "torch in loop", "paddle in loop", "decode/worker",
+                  "paths"):
             t.add_column(c)
         for k, r in d["runs"].items():
             st = r["throughput"]["stages"]

@@ -195,7 +195,7 @@ def throughput_line(t: dict) -> str:
     parts.append(f"decode {rate(d['images_per_s'])}{per}")
     start = f"; start-up {t['startup_s']:.1f} s" if t.get("startup_s") is not None else ""
     return (f"Throughput: {t['images']} images in {t['run_s']:.1f} s = {rate(t['images_per_s'])} images/s "
-            f"(stages alone: {', '.join(parts)}; waited {t['decode_wait_s']:.1f} s for decoding, "
+            f"(each stage on its own time: {', '.join(parts)}; waited {t['decode_wait_s']:.1f} s for decoding, "
             f"{t['check_s']:.1f} s in the start-up check{start})")
 
 
