@@ -61,15 +61,13 @@ class TorchRunner:
                  channels_last: bool = False):
         import torch
 
-        import torch_ref
+        from parity.core.frameworks import torch_device, torch_dtype, torch_model
 
-        self.arch, self.official_state, self.precision = arch, official_state, precision
-        self.device = "cpu" if device == "cpu" else device.replace("gpu", "cuda")
-        if self.device != "cpu" and not torch.cuda.is_available():
+        self.arch, self.official_state, self.precision, self.device = arch, official_state, precision, device
+        if device != "cpu" and not torch.cuda.is_available():
             raise DataError(None, f"--device {device}: this PyTorch build sees no CUDA GPU")
-        self.dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[precision]
-        model = torch_ref.load_state(torch_ref.build(arch), official_state, source="torch weights")
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.torch_device, self.dtype = torch_device(device), torch_dtype(precision)
+        self.model = torch_model(arch, official_state, device=device, dtype=precision)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.model = self.model.to(memory_format=self.memory_format)
@@ -80,7 +78,7 @@ class TorchRunner:
         import torch
 
         with torch.inference_mode():
-            t = torch.from_numpy(x).to(device=self.device, dtype=self.dtype)
+            t = torch.from_numpy(x).to(device=self.torch_device, dtype=self.dtype)
             out = self.model(t.contiguous(memory_format=self.memory_format))
             return out.float().cpu().numpy()
 
@@ -88,21 +86,9 @@ class TorchRunner:
         """This runner's logits on a seeded batch judged by the project's rule
         against the float64 recomputation (bar: eager torch, contiguous);
         raises VerificationError when they fail it."""
-        return _startup_check(self, self.arch, self.official_state, self.precision, self.device)
+        from parity.core.reference import startup_check
 
-
-def _startup_check(runner, arch, official_state, precision, device) -> dict:
-    from converters.table.errors import VerificationError
-
-    from parity.core.reference import judge_logits
-    from parity.core.seeded import seeded_input
-
-    x = seeded_input(arch, 2)
-    j = judge_logits(f"GENet_{arch} logits", arch, official_state, x, runner(x), dtype=precision,
-                     device=device.replace("cuda", "gpu"), candidate_label=runner.label)
-    if not j.passed:
-        raise VerificationError(f"{runner.label}: start-up check failed: {j.describe()}")
-    return {**j.to_dict(), "batch": int(x.shape[0]), "pass": True}
+        return startup_check(self, self.label, self.arch, self.official_state, self.precision, self.device)
 
 
 class PaddleRunner:
@@ -191,9 +177,11 @@ def build_runners(arch: str, frameworks: Sequence[str], official_state=None, pad
             from parity.fastpath.inference import predictor_unavailable
 
             eager = lambda: PaddleRunner(arch, paddle_state, device, precision)  # noqa: E731
-            runners[fw] = _fast_or_eager(fw, "the predictor", lambda: _predictor_runner(arch, paddle_state, device,
-                                                                                          precision),
-                                         eager, predictor_unavailable(device, precision), runner, say)
+            from parity.fastpath.inference import PredictorRunner
+
+            fast = lambda: PredictorRunner(arch, paddle_state, device, precision)  # noqa: E731
+            runners[fw] = _fast_or_eager(fw, "the predictor", fast, eager, predictor_unavailable(device, precision),
+                                         runner, say)
         else:
             raise DataError(None, f"unknown framework {fw!r}; expected {', '.join(FRAMEWORKS)}")
     return runners
@@ -202,14 +190,6 @@ def build_runners(arch: str, frameworks: Sequence[str], official_state=None, pad
 def _checked(runner):
     runner.startup_check = runner.check()
     return runner
-
-
-def _predictor_runner(arch, paddle_state, device, precision):
-    from parity.fastpath.inference import PredictorRunner
-
-    fast = PredictorRunner(arch, paddle_state, device, precision)
-    fast.startup_check = fast.predictor.startup_check
-    return fast
 
 
 def _fast_or_eager(fw, what, build_fast, build_eager, unavailable, runner, say):

@@ -128,6 +128,24 @@ def judge_logits(name: str, arch: str, state: Mapping[str, np.ndarray], x: np.nd
                  reference_label=f"torch eager {dtype}")
 
 
+def startup_check(run, label: str, arch: str, state: Mapping[str, np.ndarray], dtype: str = "float32",
+                  device: str = "cpu", fused: bool = False, x=None) -> dict:
+    """A fast path's start-up check: `run`'s logits for `x` (a seeded batch
+    of 2 when None) judged by `judge_logits` against the float64
+    recomputation with `state`; raises VerificationError naming `label`
+    when they fail it, else returns the judgement as a dict."""
+    from converters.table.errors import VerificationError
+
+    from parity.core.seeded import seeded_input
+
+    x = seeded_input(arch, 2) if x is None else np.asarray(x, np.float32)
+    j = judge_logits(f"GENet_{arch} logits", arch, state, x, run(x), dtype=dtype, fused=fused, device=device,
+                     candidate_label=label)
+    if not j.passed:
+        raise VerificationError(f"{label}: start-up check failed: {j.describe()}")
+    return {**j.to_dict(), "batch": int(x.shape[0]), "pass": True}
+
+
 def torch_state_of_paddle(model, arch: str, fused: bool = False):
     """The torch-layout weights of a Paddle GENet (the mapping table's
     inverse relayout): what its float64 recomputation is built from."""

@@ -25,7 +25,6 @@ from typing import Optional, Tuple
 import numpy as np
 
 from converters.files.atomic import remove, temporary_dir
-from converters.table.errors import VerificationError
 from genet_arch import canonical_arch, get_arch
 
 from parity.core.frameworks import check_dtype, cpu_has_bf16, paddle_model, tensorrt_available
@@ -185,19 +184,13 @@ class PaddlePredictor:
         precision."""
         import paddle
 
-        from parity.core.reference import judge_logits, torch_state_of_paddle
-        from parity.core.seeded import seeded_input
+        from parity.core.reference import startup_check, torch_state_of_paddle
 
-        x = seeded_input(self.arch, 2) if x is None else np.asarray(x, np.float32)
         if self.device != "cpu":
             paddle.set_device(self.device)
         fused = bool(getattr(model, "fused", False))
-        j = judge_logits(f"GENet_{self.arch} logits", self.arch, torch_state_of_paddle(model, self.arch, fused), x,
-                         self(x), dtype=self.precision, fused=fused, device=self.device, candidate_label=self.label)
-        result = {**j.to_dict(), "batch": int(x.shape[0]), "pass": j.passed}
-        if not j.passed:
-            raise VerificationError(f"{self.label}: start-up check failed: {j.describe()}")
-        return result
+        return startup_check(self, self.label, self.arch, torch_state_of_paddle(model, self.arch, fused),
+                             dtype=self.precision, device=self.device, fused=fused, x=x)
 
     def close(self) -> None:
         remove(self._dir)
@@ -223,6 +216,7 @@ class PredictorRunner:
             paddle.set_device(device)
         model = paddle_model(arch, paddle_state, fused=fused)
         self.predictor = PaddlePredictor(model, arch, precision=precision, device=device)
+        self.startup_check = self.predictor.startup_check
         self.label = f"paddle {paddle.__version__} {self.predictor.label.replace('paddle ', '', 1)}, {device.split(':')[0]}"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
