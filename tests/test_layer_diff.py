@@ -174,17 +174,24 @@ def test_untransposed_fc_is_refused():
         run_layer_diff(arch, seeded_state(arch), state)
 
 
-def test_fault_zeroed_conv():
-    """The 3x3 conv of the second unit of the K1KXK1 super block zeroed."""
-    arch = "small"
-    conv = _module_row(arch, "conv", lambda rows: [m for m in rows if m.node.site.stage == 2
-                                                    and m.node.site.unit == 1 and m.node.kernel_size == 3][0])
+def _zeroed_conv_is_localised(arch, conv):
+    """The layer diff with `conv`'s weight zeroed on the Paddle side: `conv`
+    is the first divergent row, its isolated output all zeros."""
     key = _param(arch, conv.official, "weight").paddle
     state = _paddle_state(arch)
     state[key] = np.zeros_like(state[key])
     r = run_layer_diff(arch, seeded_state(arch), state)
     first = _check_localised(r, conv.official)
     assert first.isolated_worst_paddle == 0.0 and first.isolated_cosine == 0.0
+    return r
+
+
+def test_fault_zeroed_conv():
+    """The 3x3 conv of the second unit of the K1KXK1 super block zeroed."""
+    arch = "small"
+    conv = _module_row(arch, "conv", lambda rows: [m for m in rows if m.node.site.stage == 2
+                                                    and m.node.site.unit == 1 and m.node.kernel_size == 3][0])
+    _zeroed_conv_is_localised(arch, conv)
 
 
 def test_hyperparameter_mismatch_is_reported(monkeypatch):
@@ -346,12 +353,7 @@ def test_fault_in_a_units_first_layer_is_localised(unit):
                 and m.official.split(".")[2:4] == ["conv_list", str(unit)] and m.official.endswith(".0")
                 and len([u for u in table.modules if u.kind == "unit"
                          and u.official.startswith(".".join(m.official.split(".")[:2]) + ".")]) > 1)
-    key = _param(arch, conv.official, "weight").paddle
-    state = _paddle_state(arch)
-    state[key] = np.zeros_like(state[key])
-    r = run_layer_diff(arch, seeded_state(arch), state)
-    first = _check_localised(r, conv.official)
-    assert first.isolated_worst_paddle == 0.0 and first.isolated_cosine == 0.0
+    r = _zeroed_conv_is_localised(arch, conv)
     # The unit and the block holding it fail in isolation too (each run on torch's input).
     block = ".".join(conv.official.split(".")[:2])
     unit_row = next(x for x in r.layers if x.torch_name == f"{block}.unit_relu.{unit}")
