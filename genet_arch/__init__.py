@@ -5,7 +5,7 @@ structure string into typed nodes that both model packages, the mapping table
 and the layer-diff tool walk.
 """
 from genet_arch.nodes import (AdaptiveAvgPool, Architecture, BatchNorm, Conv, Linear, ReLU,
-                    ResidualUnit, Site, SuperBlock)
+                              ResidualUnit, Site, SuperBlock)
 from genet_arch.parse import StructureError, parse_structure
 from genet_arch.variants import ARCH_NAMES, CARDS, STRUCTURES, UnknownArchError, WeightsCard, canonical_arch, get_arch
 

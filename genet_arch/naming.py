@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import List, Optional, Tuple, Union
 
 from genet_arch.nodes import (Architecture, BatchNorm, Conv, Linear, ReLU,
-                    ResidualUnit, Site, SuperBlock)
+                              ResidualUnit, Site, SuperBlock)
 
 LAYOUTS = ("official", "paddle", "timm", "fused")
 

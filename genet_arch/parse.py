@@ -12,7 +12,7 @@ import re
 from typing import List, Tuple
 
 from genet_arch.nodes import (AdaptiveAvgPool, Architecture, BatchNorm, Conv, Linear, ReLU,
-                    ResidualUnit, Site, SuperBlock, TopLevel, units_mid)
+                              ResidualUnit, Site, SuperBlock, TopLevel, units_mid)
 
 _TOKEN = re.compile(r"\s*([A-Za-z0-9]+)\(([^()]*)\)\s*")
 _SUPER_KINDS = {"SuperResKXKX": "KXKX", "SuperResK1KXK1": "K1KXK1", "SuperResK1DWK1": "K1DWK1"}

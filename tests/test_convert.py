@@ -273,7 +273,8 @@ def test_no_verify_builds_no_model_and_never_imports_paddle(tmp_path):
     import sys
 
     src = write_source(tmp_path, "small", "official", "pth")
-    code = ("import sys; from converters.conversion.convert import convert; convert(sys.argv[1], sys.argv[2], verify=False); "
+    code = ("import sys; from converters.conversion.convert import convert; "
+            "convert(sys.argv[1], sys.argv[2], verify=False); "
             "loaded = [m for m in ('paddle', 'torch_ref', 'paddle_genet') if m in sys.modules]; "
             "assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code, src, str(tmp_path / "out.pdparams")], check=True)

@@ -23,7 +23,8 @@ def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLOG_")}
     env.update(COLUMNS="80", PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, "-m", "parity.commands.cli", "demo", "--arch", "small", "--out", str(out / "d")],
+    proc = subprocess.run([sys.executable, "-m", "parity.commands.cli", "demo", "--arch", "small",
+                           "--out", str(out / "d")],
                           cwd=out, env=env, capture_output=True, text=True, timeout=900)
     prefix = out / "d" / "certificate_GENet_small"
     return proc, json.loads((prefix.with_suffix(".json")).read_text()), (prefix.with_suffix(".html")).read_text()

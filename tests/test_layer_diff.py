@@ -286,7 +286,8 @@ def test_json_report_schema_and_content(fault_report, tmp_path):
     assert j["first_divergent"]["torch_name"] == conv.official
     assert j["first_divergent"]["paddle_name"] == conv.paddle
     assert j["coverage"] == {"compared": 137, "total": 137, "fraction": 1.0, "missing": []}
-    for key in ("schema", "torch", "paddle", "numpy", "device", "precision", "threads", "precision_flags", "paddle_flags"):
+    for key in ("schema", "torch", "paddle", "numpy", "device", "precision", "threads", "precision_flags",
+                "paddle_flags"):
         assert key in j["environment"]
     layer = next(x for x in j["layers"] if x["torch_name"] == conv.official)
     for key in ("torch_name", "paddle_name", "max_abs", "mean_abs", "max_rel", "rel_l2", "cosine",

@@ -23,7 +23,9 @@ from genet_arch import get_arch, naming
 
 from converters.table.checks import check_keys
 from converters.table.errors import CheckpointError
-from converters.table.fused_layout import FUSED, FUSED_LAYOUTS, PADDLE_FUSED, conv_bn_pairs, expected  # noqa: F401  (re-exported)
+# FUSED, FUSED_LAYOUTS, PADDLE_FUSED are re-exported: callers spell them fuse.FUSED etc.
+from converters.table.fused_layout import (FUSED, FUSED_LAYOUTS, PADDLE_FUSED,  # noqa: F401
+                                           conv_bn_pairs, expected)
 from converters.table.mapping import mapping_table
 
 def fold(weight: np.ndarray, bias: Optional[np.ndarray], gamma: np.ndarray, beta: np.ndarray,

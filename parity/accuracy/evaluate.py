@@ -171,7 +171,8 @@ def build_runners(arch: str, frameworks: Sequence[str], official_state=None, pad
     for fw in frameworks:
         if fw == "torch":
             eager = lambda: TorchRunner(arch, official_state, device, precision)  # noqa: E731
-            fast = lambda: _checked(TorchRunner(arch, official_state, device, precision, channels_last=True))  # noqa: E731
+            fast = lambda: _checked(  # noqa: E731
+                TorchRunner(arch, official_state, device, precision, channels_last=True))
             runners[fw] = _fast_or_eager(fw, "the channels-last path", fast, eager, None, runner, say)
         elif fw == "paddle":
             from parity.fastpath.inference import predictor_unavailable

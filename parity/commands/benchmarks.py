@@ -425,7 +425,8 @@ def _process_table(title: str, d: dict, rows):
         t.add_column(c)
     for name, key in rows:
         r = d[key]
-        t.add_row(name, f"{r['wall_s']:.2f}", f"{r['peak_rss_mb']:.0f}", ", ".join(f"{s:.1f}" for s in r["runs_wall_s"]))
+        t.add_row(name, f"{r['wall_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
+                  ", ".join(f"{s:.1f}" for s in r["runs_wall_s"]))
     return t
 
 
@@ -455,7 +456,8 @@ def render(result: dict, console) -> None:
         console.print(_process_table(f"2. Layer diff, GENet_large batch {d['batch_size']} (whole processes)",
                                      d, (("two plain forward passes", "plain_forward"),
                                          ("genet-parity layers", "layer_diff"))))
-        console.print(f"time ratio {d['time_ratio']:.2f}x (target <= {TARGETS['layer_diff_time_ratio']:g}x: {ok(d['targets']['time'])}); extra RSS "
+        console.print(f"time ratio {d['time_ratio']:.2f}x (target <= {TARGETS['layer_diff_time_ratio']:g}x: "
+                      f"{ok(d['targets']['time'])}); extra RSS "
                       f"{d['extra_rss_mb']:.0f} MB vs one block held on every side {d['block_bound_mb']:.0f} MB "
                       f"({LAYER_DIFF_SIDES} x {d['block_activations_mb']:.0f} MB activations of the largest block + "
                       f"{d['float64_weights_mb']:.0f} MB float64 weights; target: {ok(d['targets']['memory'])}) and "
@@ -556,7 +558,8 @@ def main(argv=None) -> int:
     say = lambda msg: console.print(f"[dim]{time.strftime('%H:%M:%S')} {msg}[/]")  # noqa: E731
     start = time.perf_counter()
     repeats = 3 if args.quick else 5
-    result = {"command": " ".join(["python -m parity.commands.benchmarks"] + (argv if argv is not None else sys.argv[1:])),
+    given = argv if argv is not None else sys.argv[1:]
+    result = {"command": " ".join(["python -m parity.commands.benchmarks"] + given),
               "mode_note": ("--quick: medians of 3 process runs after 1 warm-up, 5 timed latency iterations, "
                             "1 layer-diff run" if args.quick else
                             "medians of 5 process runs after 1 warm-up, 20 timed latency iterations"),

@@ -36,8 +36,9 @@ def add_arguments(p):
                         "kernels and Paddle a labelled float16 emulation")
     p.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N (default cpu)")
     p.add_argument("--runner", choices=["fast", "eager"], default="fast",
-                   help="fast (default): Paddle on its inference predictor, checked at start-up against the "
-                        "float64 recomputation, eager (said loudly) where it is unavailable; eager: both eager")
+                   help="fast (default): torch on channels-last tensors and Paddle on its inference predictor, "
+                        "each checked at start-up against the float64 recomputation, eager (said loudly) where a "
+                        "path is unavailable or fails; eager: both eager")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, help="decoding processes (default: number of cores; 0 = in-process)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images of the list")
@@ -90,12 +91,13 @@ def default_results_path(arch, precision, shard):
 def run_eval(args, console=None) -> dict:
     """Everything `eval` does, returning the summary. Progress goes to stderr
     (or to `console.file`)."""
-    from parity.inputs.data import launcher_rank, open_dataset, parse_shard, select
     import time
 
-    from parity.accuracy.evaluate import RunTimes, batch_detail, build_runners, evaluate, logit_check, make_header, normalize_device
+    from parity.accuracy.evaluate import (RunTimes, batch_detail, build_runners, evaluate, logit_check, make_header,
+                                          normalize_device)
     from parity.core.progress import Progress
     from parity.core.runtime import default_threads
+    from parity.inputs.data import launcher_rank, open_dataset, parse_shard, select
 
     started = time.perf_counter()
     shard = parse_shard(args.shard)

@@ -232,7 +232,8 @@ def hparam_mismatches(kind: str, t: Mapping[str, object], p: Mapping[str, object
     if kind in ("unit", "block"):
         return []  # containers: their leaves carry the hyper-parameters
     if not t or not p:
-        return [f"unexpected module types for a {kind}: torch {sorted(t) or 'unknown'}, Paddle {sorted(p) or 'unknown'}"]
+        return [f"unexpected module types for a {kind}: torch {sorted(t) or 'unknown'}, "
+                f"Paddle {sorted(p) or 'unknown'}"]
     out = []
     for key in sorted(set(t) | set(p)):
         a, b = t.get(key), p.get(key)
