@@ -57,6 +57,10 @@ def _main(argv) -> int:
         from converters.conversion.verify import import_paddle
 
         import_paddle()
+    # After Paddle's import, so that its switches are turned off too; harmless on a CPU.
+    from parity.core.frameworks import pin_tf32_off
+
+    pin_tf32_off()
     return module.run(args)
 
 

@@ -28,19 +28,23 @@ RENAMED = {"dtype": "precision", "tf32.matmul": "precision_flags.cuda_matmul_all
 def environment(device: str = "cpu", precision: str = "float32") -> dict:
     """The record for work on `device` ('cpu', 'gpu' or 'gpu:N') at `precision`."""
     import numpy
-    import paddle
     import PIL
     import torch
 
-    from parity.core.frameworks import cpu_has_bf16, tensorrt_available
+    from parity.core.frameworks import cpu_has_bf16, tensorrt_available, tf32_settings
+
+    try:  # a torch-only environment (a CUDA torch beside no paddlepaddle-gpu) is recorded as such
+        import paddle
+    except ImportError:
+        paddle = None
     from parity.core.runtime import cpu_name, thread_report
 
     gpu = device != "cpu"
     env = {"schema": SCHEMA, "python": platform.python_version(), "platform": platform.platform(),
            "machine": platform.machine(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
            "load_average": [round(v, 2) for v in os.getloadavg()],
-           "torch": torch.__version__, "paddle": paddle.__version__, "numpy": numpy.__version__,
-           "pillow": PIL.__version__, "device": device, "cuda_available": bool(torch.cuda.is_available()),
+           "torch": torch.__version__, "paddle": paddle.__version__ if paddle else "not installed",
+           "numpy": numpy.__version__, "pillow": PIL.__version__, "device": device, "cuda_available": bool(torch.cuda.is_available()),
            "precision": precision, "threads": thread_report(),
            "precision_flags": {"torch_float32_matmul_precision": torch.get_float32_matmul_precision(),
                                "torch_mkldnn": bool(torch.backends.mkldnn.is_available()),
@@ -54,11 +58,30 @@ def environment(device: str = "cpu", precision: str = "float32") -> dict:
             "cudnn_enabled": bool(torch.backends.cudnn.enabled),
             "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-            "paddle_tensorrt": tensorrt_available()})
+            "tf32": tf32_settings()})
+        if paddle:
+            env["precision_flags"]["paddle_tensorrt"] = tensorrt_available()
+        if torch.cuda.is_available():
+            env["cuda"] = {"torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+                           "driver": _nvidia_driver()}
     env["paddle_flags"] = {}
+    if not paddle:
+        return env
     for flag in PADDLE_CPU_FLAGS + (PADDLE_GPU_FLAGS if gpu else ()):
         try:
             env["paddle_flags"][flag] = paddle.get_flags([flag])[flag]
         except ValueError:  # not compiled into this build
             env["paddle_flags"][flag] = "not in this build"
     return env
+
+
+def _nvidia_driver() -> str:
+    """The NVIDIA driver's version as nvidia-smi reports it ('unknown' without it)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown"

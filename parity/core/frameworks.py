@@ -67,6 +67,62 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+# Ampere and later GPUs may compute float32 convolutions and matmuls in TF32
+# (10-bit mantissa): Paddle does by default, torch does for cuDNN convs by
+# default. Either would change float32 results by ~1e-3 relative and make the
+# float32 comparisons of this project measure TF32 instead of the port.
+TF32_OVERRIDE_ENV = "NVIDIA_TF32_OVERRIDE"
+
+
+def pin_tf32_off() -> dict:
+    """Turn TF32 off for every library that could use it in this process, and
+    return the settings as recorded in reports (`tf32_settings`). Set before
+    the first CUDA call: NVIDIA's libraries read the variable when they start."""
+    import os
+    import sys
+
+    os.environ[TF32_OVERRIDE_ENV] = "0"
+    if "torch" in sys.modules or _importable("torch"):
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+    if sys.modules.get("paddle") is not None:  # never imported here only for this: Paddle may be absent
+        from paddle.base import core
+
+        if core.is_compiled_with_cuda():
+            core.set_cublas_switch(False)
+            core.set_cudnn_switch(False)
+    return tf32_settings()
+
+
+def tf32_settings() -> dict:
+    """TF32 as each framework in this process would use it now."""
+    import os
+    import sys
+
+    out = {TF32_OVERRIDE_ENV: os.environ.get(TF32_OVERRIDE_ENV, "unset")}
+    if "torch" in sys.modules:
+        import torch
+
+        out.update({"torch_cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+                    "torch_cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32)})
+    if sys.modules.get("paddle") is not None:
+        from paddle.base import core
+
+        if core.is_compiled_with_cuda():
+            out.update({"paddle_cublas_tf32": bool(core.get_cublas_switch()),
+                        "paddle_cudnn_tf32": bool(core.get_cudnn_switch())})
+    return out
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
 def tensorrt_available() -> bool:
     from paddle import inference
 

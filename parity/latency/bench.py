@@ -294,6 +294,10 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
     device = device or default_device()
     device = "gpu:0" if device == "gpu" else device.replace("cuda", "gpu")
     kind = "cpu" if device == "cpu" else "gpu"
+    if kind == "gpu":
+        from parity.core.frameworks import pin_tf32_off
+
+        pin_tf32_off()
     dtypes = tuple(check_dtype(d) for d in _as_tuple(dtype, str))
     folds = _as_tuple(fuse_bn, bool)
     bad = [f for f in frameworks if f not in FRAMEWORKS] + [m for m in modes if m not in MODES]
