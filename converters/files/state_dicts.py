@@ -60,7 +60,7 @@ class StateDictChoice:
                 f"({', '.join(self.candidates)}); {OPTION} {others[0]} (or another name) takes another")
 
     def to_dict(self) -> dict:
-        return {"key": self.key, "candidates": list(self.candidates), "asked": self.asked}
+        return {"key": self.key, "candidates": list(self.candidates), "asked": self.asked, "note": self.note}
 
 
 def _names(keys) -> str:
@@ -71,8 +71,8 @@ def choose(obj, source: str, weights_key: Optional[str] = None) -> Tuple[object,
     """(the chosen state dict, or `obj` itself when it is bare; the choice)."""
     if not isinstance(obj, Mapping):
         if weights_key is not None:
-            raise CheckpointError(source, f"holds a {type(obj).__name__}, not entries to choose from with "
-                                          f"{OPTION} {weights_key}")
+            raise CheckpointError(source, f"holds no entries to choose from with {OPTION} {weights_key} (found "
+                                          f"{type(obj).__name__})")
         return obj, StateDictChoice()
     candidates = [k for k, v in obj.items() if isinstance(k, str) and _is_state_dict(v)]
     if weights_key is not None:
@@ -84,8 +84,8 @@ def choose(obj, source: str, weights_key: Optional[str] = None) -> Tuple[object,
                                           f"it holds: {_names(candidates)} (all entries: {_names(list(obj)[:12])})")
         value = obj[weights_key]
         if not isinstance(value, Mapping):
-            raise CheckpointError(source, f"entry '{show(weights_key, 40)}' ({OPTION}) is a {type(value).__name__}, "
-                                          f"not a state dict; the state dicts it holds: {_names(candidates)}")
+            raise CheckpointError(source, f"entry '{show(weights_key, 40)}' ({OPTION}) is not a state dict (found "
+                                          f"{type(value).__name__}); the state dicts it holds: {_names(candidates)}")
         return value, StateDictChoice(weights_key, candidates, asked=True)
     for key in DEFAULT_ORDER:
         if key in obj and isinstance(obj[key], Mapping):
