@@ -16,7 +16,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from genet_arch import DEFAULT_NUM_CLASSES, Architecture, BatchNorm, Conv, ReLU, get_arch
+from genet_arch import DEFAULT_NUM_CLASSES, Architecture, BatchNorm, Conv, ReLU, check_num_classes, get_arch
 from genet_arch import naming
 from genet_arch.naming import LAYOUTS
 
@@ -222,10 +222,14 @@ class MappingTable:
         return t
 
 
-@lru_cache(maxsize=None)
 def mapping_table(arch: str, num_classes: int = DEFAULT_NUM_CLASSES) -> MappingTable:
     """The table of `arch` with a `num_classes` head (any number >= 1: a
     fine-tuned checkpoint's; only the classifier's rows depend on it)."""
+    return _table(arch, check_num_classes(num_classes))
+
+
+@lru_cache(maxsize=None)
+def _table(arch: str, num_classes: int) -> MappingTable:
     return MappingTable(get_arch(arch, num_classes))
 
 
