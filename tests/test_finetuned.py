@@ -137,6 +137,12 @@ def test_a_head_whose_bias_disagrees_or_that_is_missing_is_refused_by_name(small
     write_torch(state, str(tmp_path / "bias.pth"))
     with pytest.raises(CheckpointError, match=r"fc_linear.bias: expected \(10,\), got \(11,\)"):
         load_weights(str(tmp_path / "bias.pth"))
+    state["fc_linear.bias"] = small["state"]["fc_linear.bias"]
+    state["fc_linear.weight"] = np.ascontiguousarray(state["fc_linear.weight"].T)
+    write_torch(state, str(tmp_path / "transposed.pth"))
+    with pytest.raises(CheckpointError, match=r"fc_linear.weight: expected \(10, 1920\), got \(1920, 10\) "
+                                              r"\(transposed\?\)"):
+        load_weights(str(tmp_path / "transposed.pth"))
     headless = {k: v for k, v in small["state"].items() if not k.startswith("fc_linear.")}
     write_torch(headless, str(tmp_path / "headless.pth"))
     with pytest.raises(CheckpointError, match=r"Missing \(2\): fc_linear.weight.*fc_linear.bias"):
@@ -159,6 +165,8 @@ def test_convert_both_ways_verified(ckpt, capsys):
     with open(str(d / "out.pdparams.json")) as f:
         record = json.load(f)
     assert record["num_classes"] == CLASSES and record["source"]["state_dict"]["key"] == "state_dict"
+    assert record["mapping_table_version"] == mapping_table(ckpt["arch"], CLASSES).version != \
+        mapping_table(ckpt["arch"]).version
     rc, back = _convert([str(d / "out.pdparams"), str(d / "back.pth"), "--force"], capsys)
     assert rc == 0 and back["verification"]["passed"] and back["num_classes"] == CLASSES
     again = read_torch(str(d / "back.pth"))
