@@ -263,7 +263,8 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
             status="ok" if verification is None or verification["passed"] else "verification_failed",
             src=os.path.abspath(src), dst=os.path.abspath(dst),
             provenance=os.path.abspath(dst + ".json") if provenance else None, arch=f"GENet_{source.arch}",
-            num_classes=source.num_classes, state_dict=source.state_dict.to_dict(), src_format=source.format, src_layout=source.layout, src_sha256=source.sha256, dst_format=fmt,
+            num_classes=source.num_classes, state_dict=source.state_dict.to_dict(), src_format=source.format,
+            src_layout=source.layout, src_sha256=source.sha256, dst_format=fmt,
             dst_layout=layout, mapping_table_version=table_version, summary=summary, notes=notes,
             verification=verification, seconds=0.0, timings=timings)
         if result.status != "ok":
