@@ -120,6 +120,18 @@ def test_a_head_of_no_classes_is_refused(bad):
         mapping_table("small", bad)
 
 
+def test_mapping_command_prints_the_table_of_a_head(capsys):
+    from parity.commands.cli import main
+
+    assert main(["mapping", "small", "--num-classes", str(CLASSES), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    fc = {r["official"]: r for r in d["rows"] if r["official"].startswith("fc_linear.")}
+    assert d["num_classes"] == CLASSES and fc["fc_linear.weight"]["torch_shape"] == [CLASSES, 1920]
+    assert fc["fc_linear.weight"]["paddle_shape"] == [1920, CLASSES] and fc["fc_linear.bias"]["torch_shape"] == [CLASSES]
+    assert main(["mapping", "small", "--num-classes", "0"]) == 2
+    assert "--num-classes: num_classes must be an integer >= 1" in capsys.readouterr().err
+
+
 def test_every_layout_is_read_with_its_head(ckpt):
     from converters.files.load import load_weights
 

@@ -33,7 +33,7 @@ import sys
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Set
+from typing import Dict, List, Mapping, Optional, Set, Tuple
 
 import numpy as np
 
@@ -231,14 +231,14 @@ def _describe(v) -> str:
     return type(v).__name__
 
 
-def unwrap_state_dict(obj, source: str, notes: Optional[List[str]] = None, weights_key: Optional[str] = None,
-                      choice: Optional[List[StateDictChoice]] = None) -> Dict[str, object]:
-    """Accept a training checkpoint (`{'state_dict': sd, ...}`: the entry
-    `weights_key`, else the default one, see `converters.files.state_dicts`)
-    and a bare state dict; strip a `module.` (DataParallel) or `_orig_mod.`
-    (torch.compile) prefix carried by every key. Entries beside the chosen
-    state dict are reported in `notes`, not used; the choice is appended to
-    `choice`."""
+def unwrap_state_dict(obj, source: str, notes: Optional[List[str]] = None, weights_key: Optional[str] = None
+                      ) -> Tuple[Dict[str, object], StateDictChoice]:
+    """(state dict, which entry it was) of a training checkpoint
+    (`{'state_dict': sd, ...}`: the entry `weights_key`, else the default
+    one, see `converters.files.state_dicts`) or a bare state dict; a
+    `module.` (DataParallel) or `_orig_mod.` (torch.compile) prefix carried
+    by every key is stripped. Entries beside the chosen state dict are
+    reported in `notes`, not used."""
     chosen, how = choose_state_dict(obj, source, weights_key)
     if how.key is not None:
         if notes is not None:
@@ -248,8 +248,6 @@ def unwrap_state_dict(obj, source: str, notes: Optional[List[str]] = None, weigh
             if extras:
                 notes.append(f"ignored entries beside '{how.key}': {', '.join(map(str, extras))}")
         obj = chosen
-    if choice is not None:
-        choice.append(how)
     if not isinstance(obj, Mapping) or not obj:
         keys = f" with keys {', '.join(show(k, 40) for k in list(obj)[:8])}" if isinstance(obj, Mapping) and obj else ""
         empty = " (empty)" if isinstance(obj, Mapping) and not obj else ""
@@ -262,7 +260,7 @@ def unwrap_state_dict(obj, source: str, notes: Optional[List[str]] = None, weigh
             out = {k[len(prefix):]: v for k, v in out.items()}
             if notes is not None:
                 notes.append(f"stripped the '{prefix}' prefix from every key")
-    return out
+    return out, how
 
 
 def _check_torch_tensor(source: str, k: str, v, budget: TensorBudget) -> None:
@@ -545,14 +543,14 @@ def read_checkpoint(path: str, trust_pickle: bool = False, expect=None,
         raise CheckpointError(path, f"is a {fmt} file; expected {' or '.join(expect)}")
     notes: List[str] = []
     dtypes: Dict[str, str] = {}
-    choice: List[StateDictChoice] = []
+    choice = StateDictChoice()
     if weights_key is not None and fmt not in (TORCH_ZIP, TORCH_LEGACY):
         raise CheckpointError(path, f"is a {fmt} file, which holds one state dict; --weights-key {weights_key} "
                                     f"chooses among the state dicts of a PyTorch training checkpoint")
     if fmt in (TORCH_ZIP, TORCH_LEGACY):
         obj = load_torch_object(path, fmt, trust_pickle, notes)
-        tensors = _torch_to_numpy(unwrap_state_dict(obj, path, notes, weights_key, choice), path, dtypes,
-                                  file_size(path))
+        state, choice = unwrap_state_dict(obj, path, notes, weights_key)
+        tensors = _torch_to_numpy(state, path, dtypes, file_size(path))
     elif fmt == SAFETENSORS:
         tensors, dtypes, metadata = read_safetensors(path)
         if metadata:
@@ -562,7 +560,7 @@ def read_checkpoint(path: str, trust_pickle: bool = False, expect=None,
         dtypes = {k: str(v.dtype) for k, v in tensors.items()}
     if not tensors:
         raise CheckpointError(path, "holds no tensors")
-    return RawCheckpoint(fmt, tensors, dtypes, notes, *choice)
+    return RawCheckpoint(fmt, tensors, dtypes, notes, choice)
 
 
 # --------------------------------------------------------------------------- writers

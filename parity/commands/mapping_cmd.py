@@ -53,14 +53,15 @@ def module_rows(table):
 def run(args) -> int:
     from converters.table.errors import CheckpointError
     from converters.table.mapping import DROP, mapping_table
-    from genet_arch import DEFAULT_NUM_CLASSES
+    from genet_arch import DEFAULT_NUM_CLASSES, check_num_classes
 
     from parity.core.textout import Column, Out
 
     try:
-        table = mapping_table(args.arch, DEFAULT_NUM_CLASSES if args.num_classes is None else args.num_classes)
+        num_classes = check_num_classes(DEFAULT_NUM_CLASSES if args.num_classes is None else args.num_classes)
     except ValueError as e:
         raise CheckpointError(None, f"--num-classes: {e}") from None
+    table = mapping_table(args.arch, num_classes)
     if args.json:
         rows = [{"official": r.official, "paddle": r.paddle, "timm": r.timm, "torch_shape": list(r.torch_shape),
                  "paddle_shape": None if r.paddle_shape is None else list(r.paddle_shape), "dtype": r.dtype,
