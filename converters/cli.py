@@ -14,8 +14,11 @@ DESCRIPTION = """\
 Convert a GENet checkpoint between PyTorch (official, timm, BN-fused) and
 PaddlePaddle, safely (no code from the file is ever run), strictly (every
 tensor accounted for) and verified (both models compared on a fixed input).
-The source format, architecture and layout are read from the file's content;
-the destination format comes from DST's extension: .pdparams (Paddle layout),
+The source format, architecture, layout and head size (a fine-tuned
+checkpoint's number of classes) are read from the file's content; of a
+training checkpoint holding several state dicts (timm's state_dict and
+state_dict_ema), the one taken is said, and --weights-key picks another.
+The destination format comes from DST's extension: .pdparams (Paddle layout),
 .pth/.pt (official layout, loadable by the official code with strict=True) or
 .safetensors. A folder as DST means DST/<source name>.pdparams.
 """
@@ -34,6 +37,8 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from converters.files import state_dicts
+
     p = argparse.ArgumentParser(prog="genet-convert", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", metavar="SRC", help="source checkpoint (.pth/.pt, .safetensors, .pdparams)")
@@ -41,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", help="force the architecture (small|normal|large, GENet_large, gernet_l)")
     p.add_argument("--layout", choices=["official", "timm", "paddle", "fused", "paddle_fused"],
                    help="force the source layout")
+    state_dicts.add_argument(p)
     p.add_argument("--to-layout", dest="to_layout", choices=["official", "timm", "paddle", "fused", "paddle_fused"],
                    help="destination layout (default: paddle for .pdparams, official for .pth/.safetensors)")
     p.add_argument("--fuse-bn", action="store_true",
@@ -71,8 +77,12 @@ def summary_rows(result):
     from parity.core.tolerances import FACTOR, FLOOR_ULPS
 
     s, v = result["summary"], result["verification"]
-    rows = [("source", f"{result['src']}\nsha256 {result['src_sha256']}"),
-            ("destination", result["dst"] + ("" if result["status"] == "ok" else "  (not written)")),
+    choice = result["state_dict"]
+    rows = [("source", f"{result['src']}\nsha256 {result['src_sha256']}")]
+    if choice["note"]:
+        rows.append(("state dict", choice["note"]))
+    rows += [("head", f"{result['num_classes']} classes (read from the source)"),
+             ("destination", result["dst"] + ("" if result["status"] == "ok" else "  (not written)")),
             ("tensors", f"{s['source_tensors']} read, {s['written_tensors']} written"),
             ("renamed", str(s["renamed"])),
             ("transposed", f"{s['transposed']}" + (" (fc_linear.weight: torch [out, in] <-> Paddle [in, out])"
@@ -110,7 +120,7 @@ def summary_rows(result):
         rows.append(("read back", f"{v['tensors_read_back']} tensors bit-identical to those meant to be written"))
     if result["provenance"] and result["status"] == "ok":
         rows.append(("provenance", result["provenance"]))
-    rows += [("note", n) for n in result["notes"]]
+    rows += [("note", n) for n in result["notes"] if n != choice["note"]]
     return rows
 
 
@@ -143,7 +153,8 @@ def _run(args, state) -> int:
     progress = status.say if status else None
     kwargs = dict(arch=args.arch, src_layout=args.layout, dst_layout=args.to_layout, fuse_bn=args.fuse_bn,
                   keep_dtype=args.keep_dtype, verify=args.verify, force=args.force,
-                  trust_pickle=args.trust_pickle, batch_size=args.batch_size, progress=progress)
+                  trust_pickle=args.trust_pickle, batch_size=args.batch_size, progress=progress,
+                  weights_key=args.weights_key)
     try:
         try:
             result = convert(args.src, args.dst, **kwargs).to_dict()

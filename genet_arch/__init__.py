@@ -6,11 +6,11 @@ and the layer-diff tool walk.
 """
 from genet_arch.nodes import (AdaptiveAvgPool, Architecture, BatchNorm, Conv, Linear, ReLU,
                               ResidualUnit, Site, SuperBlock)
-from genet_arch.parse import StructureError, parse_structure
+from genet_arch.parse import DEFAULT_NUM_CLASSES, StructureError, check_num_classes, parse_structure
 from genet_arch.variants import ARCH_NAMES, CARDS, STRUCTURES, UnknownArchError, WeightsCard, canonical_arch, get_arch
 
 __all__ = [
     "AdaptiveAvgPool", "Architecture", "BatchNorm", "Conv", "Linear", "ReLU", "ResidualUnit",
-    "Site", "SuperBlock", "StructureError", "parse_structure", "ARCH_NAMES", "CARDS",
-    "STRUCTURES", "UnknownArchError", "WeightsCard", "canonical_arch", "get_arch",
+    "Site", "SuperBlock", "DEFAULT_NUM_CLASSES", "StructureError", "check_num_classes", "parse_structure",
+    "ARCH_NAMES", "CARDS", "STRUCTURES", "UnknownArchError", "WeightsCard", "canonical_arch", "get_arch",
 ]

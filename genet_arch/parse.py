@@ -8,6 +8,7 @@ A flatten and a Linear classifier follow the pool; they are not in the string.
 """
 from __future__ import annotations
 
+import numbers
 import re
 from typing import List, Tuple
 
@@ -80,7 +81,22 @@ def _unit(kind: str, top: int, stage: int, index: int, cin: int, cout: int, k: i
     return ResidualUnit(stage, index, cin, cout, stride, tuple(layers), shortcut)
 
 
-def parse_structure(structure: str, name: str, resolution: int, num_classes: int = 1000) -> Architecture:
+# The official models' head: ImageNet-1k. A fine-tuned checkpoint's head has
+# its own size, read from the file (converters.table.head); this is the size
+# where there is no file.
+DEFAULT_NUM_CLASSES = 1000
+
+
+def check_num_classes(num_classes) -> int:
+    """`num_classes` as an int, if it is an integer >= 1; else ValueError."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    return int(num_classes)
+
+
+def parse_structure(structure: str, name: str, resolution: int,
+                    num_classes: int = DEFAULT_NUM_CLASSES) -> Architecture:
+    num_classes = check_num_classes(num_classes)
     tokens = _tokens(structure)
     body: List[TopLevel] = []
     pool = None

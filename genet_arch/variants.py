@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Dict, Tuple
 
 from genet_arch.nodes import Architecture
-from genet_arch.parse import parse_structure
+from genet_arch.parse import DEFAULT_NUM_CLASSES, parse_structure
 
 STRUCTURES: Dict[str, str] = {
     "small": "ConvKX(3,13,3,2) BN(13) RELU(13) SuperResKXKX(13,48,3,2,1.0,1) SuperResKXKX(48,48,3,2,1.0,3) "
@@ -73,6 +73,6 @@ def canonical_arch(name: str) -> str:
 
 
 @lru_cache(maxsize=None)
-def get_arch(name: str, num_classes: int = 1000) -> Architecture:
+def get_arch(name: str, num_classes: int = DEFAULT_NUM_CLASSES) -> Architecture:
     arch = canonical_arch(name)
     return parse_structure(STRUCTURES[arch], arch, CARDS[arch].resolution, num_classes)

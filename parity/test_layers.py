@@ -74,7 +74,7 @@ def test_conversion_round_trip_is_exact(user_weights):
     w = skip_without(user_weights, "genet_weights", "the round trip of your checkpoint")
     if w.fused:
         pytest.skip(f"{w.path} is BN-fused; the round trip covers the unfused layouts")
-    table = mapping_table(w.arch)
+    table = mapping_table(w.arch, w.num_classes)
     other = "official" if w.framework == "paddle" else "paddle"
     there = to_layout(w, other)
     back = table.convert(there, other, w.layout, source=w.path)

@@ -528,7 +528,7 @@ def build_cases(folder: str) -> List[Case]:
         "complex64 bias": (key, lambda t: t.to(torch.complex64)),
         "int32 bias": (key, lambda t: t.int()),
         "int64 weight": (weight, lambda t: t.long()),
-        "float32 step counter": (nbt, lambda t: t.float()),
+        "float32 step counter holding 0.5": (nbt, lambda t: t.float() + 0.5),
         "uint16 bias": (key, lambda t: t.to(torch.uint16)),
         "float8 bias": (key, lambda t: t.to(torch.float8_e4m3fn)),
         "quantized qint8 weight": (weight, lambda t: torch.quantize_per_tensor(t, 0.1, 0, torch.qint8)),

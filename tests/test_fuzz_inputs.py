@@ -104,7 +104,7 @@ def test_messages_say_what_was_expected(fuzz):
     assert "fc_linear.bias: dtype complex64, expected a float type" in said["pth zip: complex64 bias"]
     assert "fc_linear.bias: dtype int32, expected a float type" in said["safetensors: I32 bias"].replace(
         "head.fc.bias", "fc_linear.bias")
-    assert "expected an integer type" in said["pth zip: float32 step counter"]
+    assert "expected a whole non-negative number" in said["pth zip: float32 step counter holding 0.5"]
     assert "is a FIFO (named pipe), not a regular file" in said["a FIFO"]
     assert "memo bomb" in said["pdparams: tuple doubled 64 times as a key"]
     assert "could not be written (File too large)" in said["full disk writing .pth"]

@@ -54,6 +54,7 @@ def test_forced_arch_that_does_not_match_says_what_it_is(tmp_path, small):
 
 
 def test_unknown_tensors_are_refused_with_closest_match(tmp_path, small):
+    """A head's size is read from its weight; a bias of another size is named."""
     state = dict(small)
     state["fc_linear.weight"] = np.zeros((10, 1920), np.float32)
     path = str(tmp_path / "x.pth")
@@ -61,7 +62,8 @@ def test_unknown_tensors_are_refused_with_closest_match(tmp_path, small):
     with pytest.raises(CheckpointError) as e:
         load_weights(path)
     assert "Closest: GENet_small in the official layout" in str(e.value)
-    assert "fc_linear.weight: expected (1000, 1920), got (10, 1920)" in str(e.value)
+    assert "with a 10-class head" in str(e.value)
+    assert "Wrong shape (1): fc_linear.bias: expected (10,), got (1000,)" in str(e.value)
 
 
 def test_paddle_save_of_a_model_state_dict_is_read(tmp_path, small):

@@ -21,6 +21,7 @@ from converters.table.errors import CheckpointError, VerificationError
 from converters.files.atomic import AtomicFile, commit_together
 from converters.files.io import write_pdparams, write_safetensors, write_torch
 from converters.files.load import LoadedWeights, check_finite, load_weights, to_layout
+from converters.files.tensor_check import STEP_COUNTER
 from converters.table.mapping import TRANSPOSE, mapping_table
 from converters.conversion.verify import framework_of, import_paddle
 
@@ -37,6 +38,8 @@ class ConvertResult:
     dst: str
     provenance: Optional[str]
     arch: str
+    num_classes: int  # the head's size, read from the source
+    state_dict: dict  # which state dict of the source was converted (converters.files.state_dicts)
     src_format: str
     src_layout: str
     src_sha256: str
@@ -112,7 +115,7 @@ def _dst_layout(source: LoadedWeights, fmt: str, dst_layout: Optional[str], fuse
 
 def _summary(source: LoadedWeights, dst_layout: str, tensors: Dict[str, np.ndarray]) -> dict:
     """What the conversion did, counted from the mapping table's rules."""
-    table = mapping_table(source.arch)
+    table = mapping_table(source.arch, source.num_classes)
     s = {"source_tensors": len(source.tensors), "written_tensors": len(tensors), "renamed": 0, "transposed": 0,
          "dropped": 0, "drop_reasons": {}, "recreated": 0, "recreate_reason": "", "bn_folded": 0}
     if (source.framework == "paddle") != (dst_layout in ("paddle", "paddle_fused")):
@@ -144,7 +147,9 @@ def _summary(source: LoadedWeights, dst_layout: str, tensors: Dict[str, np.ndarr
 def _cast_dtypes(source: LoadedWeights, tensors: Dict[str, np.ndarray], keep_dtype: bool, fmt: str, notes):
     """float16/bfloat16 become float32 unless keep_dtype; returns the keys to
     store as bfloat16."""
-    float_dtypes = sorted({d for k, d in source.dtypes.items() if d in ("float16", "bfloat16", "float32", "float64")})
+    # BN step counters are metadata, read as int64 whatever their dtype in the file.
+    float_dtypes = sorted({d for k, d in source.dtypes.items() if d in ("float16", "bfloat16", "float32", "float64")
+                           and k.rsplit(".", 1)[-1] != STEP_COUNTER})
     if not keep_dtype:
         narrow = [d for d in float_dtypes if d in ("float16", "bfloat16")]
         if narrow:
@@ -184,8 +189,12 @@ def _write(tensors, path: str, fmt: str, layout: str, bf16_keys, metadata: dict)
 def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] = None,
             dst_layout: Optional[str] = None, fuse_bn: bool = False, keep_dtype: bool = False,
             verify: bool = True, force: bool = False, trust_pickle: bool = False, provenance: bool = True,
-            batch_size: int = 1, progress: Optional[Callable[[str], None]] = None) -> ConvertResult:
-    """Convert the checkpoint `src` into `dst` (format by extension).
+            batch_size: int = 1, progress: Optional[Callable[[str], None]] = None,
+            weights_key: Optional[str] = None) -> ConvertResult:
+    """Convert the checkpoint `src` into `dst` (format by extension), with
+    the head it holds (any number of classes). `weights_key`: which state
+    dict of a training checkpoint (converters.files.state_dicts; the choice
+    is recorded either way).
 
     Raises CheckpointError for bad input or paths (nothing written) and
     VerificationError (nothing written; `.result` holds the numbers) when the
@@ -201,10 +210,12 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
     _check_paths(src, dst, force, provenance)
 
     say(f"reading {src}")
-    source = load_weights(src, arch=arch, layout=src_layout, trust_pickle=trust_pickle)
+    source = load_weights(src, arch=arch, layout=src_layout, trust_pickle=trust_pickle, weights_key=weights_key)
     timings["read"] = time.perf_counter() - start
     layout = _dst_layout(source, fmt, dst_layout, fuse_bn)
-    say(f"GENet_{source.arch}: {source.layout} -> {layout}")
+    say(f"GENet_{source.arch} ({source.num_classes}-class head): {source.layout} -> {layout}")
+    if source.state_dict.note:
+        say(source.state_dict.note)
     t = time.perf_counter()
     tensors = to_layout(source, layout)
     notes = list(source.notes)
@@ -213,7 +224,7 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
     bf16_keys = _cast_dtypes(source, tensors, keep_dtype, fmt, notes)
     summary = _summary(source, layout, tensors)
     summary["bytes_in"] = source.size_bytes
-    table_version = mapping_table(source.arch).version
+    table_version = mapping_table(source.arch, source.num_classes).version
     timings["convert"] = time.perf_counter() - t
 
     if verify and "paddle" in (source.framework, framework_of(layout)):
@@ -231,7 +242,8 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
         try:
             _write(tensors, out.tmp, fmt, layout, bf16_keys,
                    {"format": "pt", "arch": f"GENet_{source.arch}", "layout": layout,
-                    "source_sha256": source.sha256, "mapping_table": table_version})
+                    "num_classes": source.num_classes, "source_sha256": source.sha256,
+                    "mapping_table": table_version})
         except OSError as e:  # full disk, permissions, quota
             raise _unwritable(dst, e) from None
         summary["bytes_out"] = os.path.getsize(out.tmp)
@@ -251,7 +263,8 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
             status="ok" if verification is None or verification["passed"] else "verification_failed",
             src=os.path.abspath(src), dst=os.path.abspath(dst),
             provenance=os.path.abspath(dst + ".json") if provenance else None, arch=f"GENet_{source.arch}",
-            src_format=source.format, src_layout=source.layout, src_sha256=source.sha256, dst_format=fmt,
+            num_classes=source.num_classes, state_dict=source.state_dict.to_dict(), src_format=source.format,
+            src_layout=source.layout, src_sha256=source.sha256, dst_format=fmt,
             dst_layout=layout, mapping_table_version=table_version, summary=summary, notes=notes,
             verification=verification, seconds=0.0, timings=timings)
         if result.status != "ok":
@@ -274,7 +287,7 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
                     source=source, dst=dst, dst_format=fmt, dst_layout=layout, tensors=tensors,
                     bf16_keys=bf16_keys, table_version=table_version,
                     options={"fuse_bn": fuse_bn, "keep_dtype": keep_dtype, "verify": verify,
-                             "trust_pickle": trust_pickle},
+                             "trust_pickle": trust_pickle, "weights_key": weights_key},
                     summary=summary, verification=verification), dst + ".json")
             except OSError as e:
                 raise _unwritable(dst + ".json", e) from None

@@ -34,6 +34,7 @@ from converters.table.checks import check_keys
 from converters.table.errors import VerificationError
 from converters.files.io import _bf16_to_f32, f32_to_bf16_bits
 from converters.files.load import TORCH_STORAGE, LoadedWeights, expected, to_layout
+from converters.table.head import state_classes
 
 
 @dataclass
@@ -129,8 +130,10 @@ def _float32(v: np.ndarray) -> np.ndarray:
 
 def build_model(arch: str, layout: str, tensors: Mapping[str, np.ndarray]):
     """The float32 eval model for `layout` (one of the model layouts) with
-    `tensors` loaded strictly; torch or Paddle by the layout."""
-    check_keys({k: tuple(np.shape(v)) for k, v in tensors.items()}, expected(arch, layout),
+    `tensors` loaded strictly (with the head they hold); torch or Paddle by
+    the layout."""
+    num_classes = state_classes(tensors, arch, layout)
+    check_keys({k: tuple(np.shape(v)) for k, v in tensors.items()}, expected(arch, layout, num_classes),
                f"the {layout} layout of GENet_{arch}")
     fused = layout in ("fused", "paddle_fused")
     if framework_of(layout) == "torch":
@@ -141,7 +144,7 @@ def build_model(arch: str, layout: str, tensors: Mapping[str, np.ndarray]):
         # Built without memory or random init (meta device); the weights are
         # then the arrays themselves (assign=True): nothing is initialised or copied.
         with torch.device("meta"):
-            model = torch_ref.build(arch, fused=fused)
+            model = torch_ref.build(arch, num_classes, fused=fused)
         with warnings.catch_warnings():
             # Read-only (memory-mapped) arrays: the model only reads them (eval, no_grad).
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -155,7 +158,7 @@ def build_model(arch: str, layout: str, tensors: Mapping[str, np.ndarray]):
     # LazyGuard skips the random initialisation every parameter is about to
     # be overwritten with (all of them: the keys were checked above).
     with paddle.LazyGuard():
-        model = paddle_genet.build(arch, fused=fused)
+        model = paddle_genet.build(arch, num_classes, fused=fused)
     own = model.state_dict()
     for k, v in tensors.items():
         own[k].set_value(_float32(np.asarray(v)))

@@ -33,7 +33,7 @@ import sys
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Set
+from typing import Dict, List, Mapping, Optional, Set, Tuple
 
 import numpy as np
 
@@ -42,10 +42,10 @@ from converters.files.atomic import AtomicFile, write_text_atomic  # noqa: F401 
 from converters.table.errors import CheckpointError
 from converters.files.pickle_scan import PickleRefused, scan_pickle
 from converters.files.safe_numpy import ArrayStandIn, UnsafeValue
+from converters.files.state_dicts import StateDictChoice
+from converters.files.state_dicts import choose as choose_state_dict
 from converters.files.tensor_check import TensorBudget, check_dtype, check_key, check_tensor, show
 from converters.files.torch_file import check_legacy, check_zip
-
-_STATE_DICT_WRAPPERS = ("state_dict", "model", "model_state_dict")
 
 # Formats `sniff_format` recognises from the first bytes of a file.
 TORCH_ZIP, TORCH_LEGACY, SAFETENSORS, PDPARAMS = "torch-zip", "torch-legacy", "safetensors", "pdparams"
@@ -231,18 +231,23 @@ def _describe(v) -> str:
     return type(v).__name__
 
 
-def unwrap_state_dict(obj, source: str, notes: Optional[List[str]] = None) -> Dict[str, object]:
-    """Accept `{'state_dict': sd}` and a bare state dict; strip a `module.`
-    (DataParallel) or `_orig_mod.` (torch.compile) prefix carried by every key.
-    Entries beside the wrapped state dict are reported in `notes`, not used."""
-    if isinstance(obj, Mapping):
-        for wrapper in _STATE_DICT_WRAPPERS:
-            if wrapper in obj and isinstance(obj[wrapper], Mapping):
-                extras = [f"{show(k, 40)} ({_describe(v)})" for k, v in obj.items() if k != wrapper]
-                if extras and notes is not None:
-                    notes.append(f"ignored entries beside '{wrapper}': {', '.join(map(str, extras))}")
-                obj = obj[wrapper]
-                break
+def unwrap_state_dict(obj, source: str, notes: Optional[List[str]] = None, weights_key: Optional[str] = None
+                      ) -> Tuple[Dict[str, object], StateDictChoice]:
+    """(state dict, which entry it was) of a training checkpoint
+    (`{'state_dict': sd, ...}`: the entry `weights_key`, else the default
+    one, see `converters.files.state_dicts`) or a bare state dict; a
+    `module.` (DataParallel) or `_orig_mod.` (torch.compile) prefix carried
+    by every key is stripped. Entries beside the chosen state dict are
+    reported in `notes`, not used."""
+    chosen, how = choose_state_dict(obj, source, weights_key)
+    if how.key is not None:
+        if notes is not None:
+            if how.note:
+                notes.append(how.note)
+            extras = [f"{show(k, 40)} ({_describe(v)})" for k, v in obj.items() if k != how.key]
+            if extras:
+                notes.append(f"ignored entries beside '{how.key}': {', '.join(map(str, extras))}")
+        obj = chosen
     if not isinstance(obj, Mapping) or not obj:
         keys = f" with keys {', '.join(show(k, 40) for k in list(obj)[:8])}" if isinstance(obj, Mapping) and obj else ""
         empty = " (empty)" if isinstance(obj, Mapping) and not obj else ""
@@ -255,7 +260,7 @@ def unwrap_state_dict(obj, source: str, notes: Optional[List[str]] = None) -> Di
             out = {k[len(prefix):]: v for k, v in out.items()}
             if notes is not None:
                 notes.append(f"stripped the '{prefix}' prefix from every key")
-    return out
+    return out, how
 
 
 def _check_torch_tensor(source: str, k: str, v, budget: TensorBudget) -> None:
@@ -308,9 +313,10 @@ def _check_array(source: str, k: str, v: np.ndarray, budget: TensorBudget) -> No
     budget.take(k, check_tensor(source, k, name, tuple(v.shape), v.nbytes))
 
 
-def read_torch(path: str, trust_pickle: bool = False) -> Dict[str, np.ndarray]:
+def read_torch(path: str, trust_pickle: bool = False, weights_key: Optional[str] = None) -> Dict[str, np.ndarray]:
     """A `.pth`/`.pt` state dict, loaded with `torch.load(weights_only=True)`."""
-    return read_checkpoint(path, trust_pickle=trust_pickle, expect=(TORCH_ZIP, TORCH_LEGACY)).tensors
+    return read_checkpoint(path, trust_pickle=trust_pickle, expect=(TORCH_ZIP, TORCH_LEGACY),
+                           weights_key=weights_key).tensors
 
 
 # --------------------------------------------------------------------------- .pdparams
@@ -525,18 +531,26 @@ class RawCheckpoint:
     tensors: Dict[str, np.ndarray]
     dtypes: Dict[str, str] = field(default_factory=dict)  # dtype in the file, per key
     notes: List[str] = field(default_factory=list)
+    state_dict: StateDictChoice = field(default_factory=StateDictChoice)  # the entry the tensors came from
 
 
-def read_checkpoint(path: str, trust_pickle: bool = False, expect=None) -> RawCheckpoint:
-    """Any supported checkpoint, format detected from its content."""
+def read_checkpoint(path: str, trust_pickle: bool = False, expect=None,
+                    weights_key: Optional[str] = None) -> RawCheckpoint:
+    """Any supported checkpoint, format detected from its content;
+    `weights_key` names the state dict of a training checkpoint to read."""
     fmt = sniff_format(path)
     if expect is not None and fmt not in expect:
         raise CheckpointError(path, f"is a {fmt} file; expected {' or '.join(expect)}")
     notes: List[str] = []
     dtypes: Dict[str, str] = {}
+    choice = StateDictChoice()
+    if weights_key is not None and fmt not in (TORCH_ZIP, TORCH_LEGACY):
+        raise CheckpointError(path, f"is a {fmt} file, which holds one state dict; --weights-key {weights_key} "
+                                    f"chooses among the state dicts of a PyTorch training checkpoint")
     if fmt in (TORCH_ZIP, TORCH_LEGACY):
         obj = load_torch_object(path, fmt, trust_pickle, notes)
-        tensors = _torch_to_numpy(unwrap_state_dict(obj, path, notes), path, dtypes, file_size(path))
+        state, choice = unwrap_state_dict(obj, path, notes, weights_key)
+        tensors = _torch_to_numpy(state, path, dtypes, file_size(path))
     elif fmt == SAFETENSORS:
         tensors, dtypes, metadata = read_safetensors(path)
         if metadata:
@@ -546,7 +560,7 @@ def read_checkpoint(path: str, trust_pickle: bool = False, expect=None) -> RawCh
         dtypes = {k: str(v.dtype) for k, v in tensors.items()}
     if not tensors:
         raise CheckpointError(path, "holds no tensors")
-    return RawCheckpoint(fmt, tensors, dtypes, notes)
+    return RawCheckpoint(fmt, tensors, dtypes, notes, choice)
 
 
 # --------------------------------------------------------------------------- writers

@@ -17,13 +17,15 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from genet_arch import ARCH_NAMES, canonical_arch
+from genet_arch import ARCH_NAMES, DEFAULT_NUM_CLASSES, canonical_arch
 
 from converters.table import fuse
 from converters.table.checks import key_report
+from converters.files.state_dicts import StateDictChoice
 from converters.files.tensor_check import check_dtype
 from converters.table.errors import CheckpointError
 from converters.files.io import read_checkpoint, sha256_file
+from converters.table.head import head_classes
 from converters.table.mapping import mapping_table
 
 UNFUSED_LAYOUTS = ("official", "timm", "paddle")
@@ -43,6 +45,8 @@ class LoadedWeights:
     format: str = ""  # torch-zip | torch-legacy | safetensors | pdparams
     dtypes: Dict[str, str] = field(default_factory=dict)  # dtype each tensor had in the file
     size_bytes: int = 0
+    num_classes: int = DEFAULT_NUM_CLASSES  # the head's size, read from the classifier's tensors
+    state_dict: StateDictChoice = field(default_factory=StateDictChoice)  # which entry of the file was read
 
     @property
     def framework(self) -> str:
@@ -53,27 +57,36 @@ class LoadedWeights:
         return self.layout in fuse.FUSED_LAYOUTS
 
 
-def expected(arch: str, layout: str) -> List[Tuple[str, Tuple[int, ...]]]:
+def expected(arch: str, layout: str, num_classes: int = DEFAULT_NUM_CLASSES) -> List[Tuple[str, Tuple[int, ...]]]:
+    """(key, shape) of every tensor of `arch` in `layout` with a `num_classes` head."""
     if layout in fuse.FUSED_LAYOUTS:
-        return fuse.expected(arch, layout)
+        return fuse.expected(arch, layout, num_classes)
     if layout not in UNFUSED_LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {ALL_LAYOUTS}")
-    return mapping_table(arch).expected(layout)
+    return mapping_table(arch, num_classes).expected(layout)
 
 
 def _without_nbt(items):
     return {k: tuple(v) for k, v in items if not k.endswith("." + NBT)}
 
 
-def _matches(shapes: Mapping[str, Tuple[int, ...]], arch: str, layout: str) -> Optional[str]:
-    """'exact' if `shapes` is exactly (arch, layout); 'no-nbt' if it is, except
-    that every BN step counter is absent (some exporters drop them); else None."""
-    exp = dict(expected(arch, layout))
+def _expected_for(shapes: Mapping[str, Tuple[int, ...]], arch: str, layout: str):
+    """(expected (key, shape) list, head size) of (arch, layout) with the head `shapes` hold."""
+    n = head_classes(shapes, arch, layout)
+    return expected(arch, layout, n), n
+
+
+def _matches(shapes: Mapping[str, Tuple[int, ...]], arch: str, layout: str) -> Optional[Tuple[str, int]]:
+    """('exact', head size) if `shapes` is exactly (arch, layout) with the
+    head it holds; ('no-nbt', ...) if it is, except that every BN step counter
+    is absent (some exporters drop them); else None."""
+    exp, n = _expected_for(shapes, arch, layout)
+    exp = dict(exp)
     if shapes == exp:
-        return "exact"
+        return "exact", n
     if layout in ("official", "timm") and not any(k.endswith("." + NBT) for k in shapes) \
             and shapes == _without_nbt(exp.items()):
-        return "no-nbt"
+        return "no-nbt", n
     return None
 
 
@@ -83,26 +96,28 @@ def _closest_candidate(shapes, archs, layouts):
     found = set(shapes.items())
     for a in archs:
         for lay in layouts:
-            score = len(found & set((k, tuple(s)) for k, s in expected(a, lay)))
+            score = len(found & set((k, tuple(s)) for k, s in _expected_for(shapes, a, lay)[0]))
             if score > best_score:
                 best, best_score = (a, lay), score
     return best
 
 
 def identify_weights(shapes: Mapping[str, Tuple[int, ...]], path: str, arch: Optional[str] = None,
-                     layout: Optional[str] = None) -> Tuple[str, str, str]:
-    """(arch, layout, how) of a checkpoint from its keys and shapes; `arch` and
-    `layout` restrict the search. Refuses unknown or ambiguous content."""
+                     layout: Optional[str] = None) -> Tuple[str, str, str, int]:
+    """(arch, layout, how, number of classes) of a checkpoint from its keys
+    and shapes; `arch` and `layout` restrict the search. The head may have any
+    number of classes (a fine-tuned checkpoint's); everything else must match
+    exactly. Refuses unknown or ambiguous content."""
     archs = (canonical_arch(arch),) if arch else ARCH_NAMES
     if layout is not None and layout not in ALL_LAYOUTS:
         raise CheckpointError(path, f"unknown layout {layout!r}; expected one of {', '.join(ALL_LAYOUTS)}")
     layouts = (layout,) if layout else ALL_LAYOUTS
     shapes = {k: tuple(v) for k, v in shapes.items()}
-    hits = [(a, lay, how) for a in archs for lay in layouts for how in [_matches(shapes, a, lay)] if how]
+    hits = [(a, lay) + m for a in archs for lay in layouts for m in [_matches(shapes, a, lay)] if m]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
-        listed = ", ".join(f"GENet_{a} ({lay})" for a, lay, _ in hits)
+        listed = ", ".join(f"GENet_{a} ({lay})" for a, lay, _, _ in hits)
         raise CheckpointError(path, f"is ambiguous: its tensors match {listed}; pass --arch and --layout")
     # Nothing matched as asked: say what it is (if anything) and how it differs.
     if arch or layout:
@@ -114,18 +129,51 @@ def identify_weights(shapes: Mapping[str, Tuple[int, ...]], path: str, arch: Opt
             raise CheckpointError(path, f"is GENet_{a} in the {lay} layout, not {asked} as asked; "
                                         f"drop or correct --arch/--layout")
     a, lay = _closest_candidate(shapes, archs, layouts)
-    report = key_report(shapes, expected(a, lay), f"the {lay} layout of GENet_{a}")
+    exp, n = _expected_for(shapes, a, lay)
+    head = "" if n == DEFAULT_NUM_CLASSES else f" with a {n}-class head"
+    report = key_report(shapes, exp, f"the {lay} layout of GENet_{a}{head}")
     raise CheckpointError(path, f"is not a GENet checkpoint this tool knows ({len(shapes)} tensors). Closest: "
                                 f"GENet_{a} in the {lay} layout; the file {report}")
 
 
-def check_dtypes(dtypes: Mapping[str, str], arch: str, layout: str, source: Optional[str]) -> None:
-    """Each tensor of the kind its mapping-table row says: integer for the
-    BatchNorm step counters (the int64 rows), float for everything else."""
-    integer = set() if layout in fuse.FUSED_LAYOUTS else {
-        r.key(layout) for r in mapping_table(arch).rows if r.dtype.startswith("int") and r.key(layout)}
+def step_counter_keys(arch: str, layout: str, num_classes: int = DEFAULT_NUM_CLASSES) -> List[str]:
+    """The BatchNorm step counters of `layout` (the mapping table's int64 rows)."""
+    if layout in fuse.FUSED_LAYOUTS:
+        return []
+    return [r.key(layout) for r in mapping_table(arch, num_classes).rows if r.dtype.startswith("int") and r.key(layout)]
+
+
+def check_dtypes(dtypes: Mapping[str, str], arch: str, layout: str, source: Optional[str],
+                 num_classes: int = DEFAULT_NUM_CLASSES) -> None:
+    """Each tensor of the kind its mapping-table row says: float for all but
+    the BatchNorm step counters; those, any number type the readers accept
+    (their values: `check_step_counters`)."""
+    counters = set(step_counter_keys(arch, layout, num_classes))
     for k, d in dtypes.items():
-        check_dtype(source, k, d, integer=k in integer)
+        check_dtype(source, k, d, integer=None if k in counters else False)
+
+
+def check_step_counters(tensors: Dict[str, np.ndarray], keys, source: Optional[str]) -> List[str]:
+    """BatchNorm step counters are metadata (no conversion keeps them, eval
+    never reads them): one stored as a float (a state dict cast with `.half()`
+    casts them too) is accepted when it holds a whole non-negative number,
+    and every counter becomes int64 in `tensors`, in place. Anything else is
+    refused by name. Returns the keys that were not integers in the file."""
+    widened = []
+    for k in keys:
+        if k not in tensors:
+            continue
+        v = np.asarray(tensors[k])
+        x = float(v) if v.dtype.kind == "f" else int(v)
+        whole = bool(np.isfinite(x) and x == np.floor(x)) if v.dtype.kind == "f" else True
+        if not whole or x < 0:
+            raise CheckpointError(source, f"{k}: a BatchNorm step counter holding {x!r} ({v.dtype}); expected a "
+                                          f"whole non-negative number")
+        if v.dtype.kind == "f":
+            widened.append(k)
+        if v.dtype != np.int64:
+            tensors[k] = np.array(int(x), dtype=np.int64)
+    return widened
 
 
 def check_finite(tensors: Mapping[str, np.ndarray], source: Optional[str]) -> None:
@@ -150,8 +198,11 @@ def check_finite(tensors: Mapping[str, np.ndarray], source: Optional[str]) -> No
 
 
 def load_weights(path: str, arch: Optional[str] = None, layout: Optional[str] = None,
-                 trust_pickle: bool = False, allow_nonfinite: bool = False) -> LoadedWeights:
+                 trust_pickle: bool = False, allow_nonfinite: bool = False,
+                 weights_key: Optional[str] = None) -> LoadedWeights:
     """Read `path` safely and identify it; see the module docstring.
+    `weights_key`: the state dict of a training checkpoint to read
+    (converters.files.state_dicts).
 
     Raises CheckpointError (one paragraph: what was expected, what was found)
     for unreadable, unknown, ambiguous or non-finite checkpoints.
@@ -163,27 +214,32 @@ def load_weights(path: str, arch: Optional[str] = None, layout: Optional[str] = 
         arch_name = canonical_arch(arch) if arch else None
     except ValueError as e:
         raise CheckpointError(path, str(e)) from None
-    raw = read_checkpoint(path, trust_pickle=trust_pickle)
+    raw = read_checkpoint(path, trust_pickle=trust_pickle, weights_key=weights_key)
     shapes = {k: tuple(np.shape(v)) for k, v in raw.tensors.items()}
-    a, lay, how = identify_weights(shapes, path, arch_name, layout)
+    a, lay, how, num_classes = identify_weights(shapes, path, arch_name, layout)
     notes = list(raw.notes)
     tensors = raw.tensors
     # Files keep their own key order (safetensors sorts by offset); use the layout's.
-    order = [k for k, _ in expected(a, lay)]
+    order = [k for k, _ in expected(a, lay, num_classes)]
     if how == "no-nbt":
         n = sum(1 for k in order if k.endswith("." + NBT))
         notes.append(f"{NBT} absent for all {n} BN layers: recreated as int64 0 (eval never reads it)")
         tensors = {k: tensors[k] if k in tensors else np.zeros((), np.int64) for k in order}
     else:
         tensors = {k: tensors[k] for k in order}
-    check_dtypes(raw.dtypes, a, lay, path)
+    check_dtypes(raw.dtypes, a, lay, path, num_classes)
+    counters = check_step_counters(tensors, step_counter_keys(a, lay, num_classes), path)
+    if counters:
+        kinds = "/".join(sorted({raw.dtypes[k] for k in counters}))
+        notes.append(f"{len(counters)} BatchNorm step counters stored as {kinds} (whole numbers) read as int64")
     widened = sorted(k for k, d in raw.dtypes.items() if d == "bfloat16")
     if widened:
         notes.append(f"{len(widened)} bfloat16 tensors held as float32 in memory (exact)")
     if not allow_nonfinite:
         check_finite(tensors, path)
     return LoadedWeights(path=path, sha256=sha256_file(path), arch=a, layout=lay, tensors=tensors, notes=notes,
-                         format=raw.format, dtypes=dict(raw.dtypes), size_bytes=os.path.getsize(path))
+                         format=raw.format, dtypes=dict(raw.dtypes), size_bytes=os.path.getsize(path),
+                         num_classes=num_classes, state_dict=raw.state_dict)
 
 
 def to_layout(w: LoadedWeights, layout: str) -> Dict[str, np.ndarray]:
@@ -197,7 +253,7 @@ def to_layout(w: LoadedWeights, layout: str) -> Dict[str, np.ndarray]:
             raise CheckpointError(w.path, f"is BN-fused ({w.layout}); folded BN cannot be recovered, so it cannot "
                                           f"be written in the unfused {layout} layout (use a fused layout)")
         return fuse.between_fused(w.tensors, w.layout, layout, w.arch, w.path)
+    table = mapping_table(w.arch, w.num_classes)
     if layout in fuse.FUSED_LAYOUTS:
-        official = mapping_table(w.arch).convert(w.tensors, w.layout, "official", w.path)
-        return fuse.fuse_state(official, w.arch, layout, w.path)
-    return mapping_table(w.arch).convert(w.tensors, w.layout, layout, w.path)
+        return fuse.fuse_state(table.convert(w.tensors, w.layout, "official", w.path), w.arch, layout, w.path)
+    return table.convert(w.tensors, w.layout, layout, w.path)

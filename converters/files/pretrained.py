@@ -1,5 +1,6 @@
-"""Pretrained weights for fine-tuning: any supported checkpoint, loaded
-strictly, with a head of another size replaced by a fresh one.
+"""Pretrained weights for fine-tuning: any supported checkpoint (a
+fine-tuned one too, whatever its head's size), loaded strictly, with a head
+of another size than asked for replaced by a fresh one.
 
 `pretrained_state(path, arch, num_classes, layout)` reads the checkpoint the
 safe way (`converters.files.load.load_weights`: format and layout from the content),
@@ -22,7 +23,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from genet_arch import canonical_arch, get_arch, naming
+from genet_arch import canonical_arch, check_num_classes, get_arch, naming
 
 from converters.table.errors import CheckpointError
 from converters.table.mapping import mapping_table
@@ -46,6 +47,7 @@ class LoadReport:
     sha256: str = ""
     checkpoint_layout: str = ""
     notes: List[str] = field(default_factory=list)
+    state_dict: dict = field(default_factory=dict)  # converters.files.state_dicts.StateDictChoice.to_dict()
 
     def __str__(self) -> str:
         head = (f"head replaced: {', '.join(self.replaced)} ({self.checkpoint_classes} -> {self.num_classes} classes, "
@@ -58,7 +60,8 @@ class LoadReport:
         return {"source": self.source, "sha256": self.sha256, "arch": self.arch, "layout": self.layout,
                 "checkpoint_layout": self.checkpoint_layout, "num_classes": self.num_classes,
                 "checkpoint_classes": self.checkpoint_classes, "loaded": len(self.loaded),
-                "replaced": list(self.replaced), "head_seed": self.head_seed, "notes": list(self.notes)}
+                "replaced": list(self.replaced), "head_seed": self.head_seed, "notes": list(self.notes),
+                "state_dict": dict(self.state_dict)}
 
 
 def fresh_head(in_features: int, num_classes: int, seed: int = HEAD_SEED) -> Tuple[np.ndarray, np.ndarray]:
@@ -79,7 +82,7 @@ def _fc_rows(arch: str, num_classes: int):
 
 def with_head(official: Mapping[str, np.ndarray], arch: str, num_classes: int, seed: int = HEAD_SEED,
               source: Optional[str] = None) -> Tuple[Dict[str, np.ndarray], List[str]]:
-    """`official` (a 1000-class or `num_classes` official-layout state) with a
+    """`official` (an official-layout state with a head of any size) with a
     `num_classes` head: the checkpoint's own when it has that size, else a
     fresh one. Returns (state, official keys replaced)."""
     arch = canonical_arch(arch)
@@ -98,22 +101,26 @@ def with_head(official: Mapping[str, np.ndarray], arch: str, num_classes: int, s
 
 
 def pretrained_state(path: str, arch: Optional[str] = None, num_classes: Optional[int] = None,
-                     layout: str = "official", head_seed: int = HEAD_SEED,
-                     trust_pickle: bool = False) -> Tuple[Dict[str, np.ndarray], LoadReport]:
+                     layout: str = "official", head_seed: int = HEAD_SEED, trust_pickle: bool = False,
+                     weights_key: Optional[str] = None) -> Tuple[Dict[str, np.ndarray], LoadReport]:
     """(tensors in `layout`, LoadReport) of the checkpoint at `path` for a
-    `num_classes` model (default: the checkpoint's own head). `layout`:
-    official, timm or paddle; a BN-fused checkpoint is refused, since
-    fine-tuning trains the BN layers it no longer has."""
+    `num_classes` model (default: the checkpoint's own head, whatever its
+    size: a fine-tuned checkpoint continues as it is). `layout`: official,
+    timm or paddle; a BN-fused checkpoint is refused, since fine-tuning trains
+    the BN layers it no longer has. `weights_key`: which state dict of a
+    training checkpoint (converters.files.state_dicts)."""
     from converters.files.load import load_weights, to_layout
 
     if layout not in UNFUSED:
         raise ValueError(f"pretrained weights are given in an unfused layout ({', '.join(UNFUSED)}), not {layout!r}")
-    w = load_weights(path, arch=arch, trust_pickle=trust_pickle)
+    if num_classes is not None:
+        num_classes = check_num_classes(num_classes)  # the caller's error, found before any reading
+    w = load_weights(path, arch=arch, trust_pickle=trust_pickle, weights_key=weights_key)
     if w.fused:
         raise CheckpointError(path, f"is BN-fused ({w.layout}): its BN layers were folded away, so it cannot be "
                                     "loaded into a model that trains them; use the unfused checkpoint")
-    checkpoint_classes = get_arch(w.arch).classifier.out_features
-    num_classes = checkpoint_classes if num_classes is None else int(num_classes)
+    checkpoint_classes = w.num_classes
+    num_classes = checkpoint_classes if num_classes is None else num_classes
     official, replaced = with_head(to_layout(w, "official"), w.arch, num_classes, head_seed, path)
     table = mapping_table(w.arch, num_classes)
     tensors = official if layout == "official" else table.convert(official, "official", layout, source=path)
@@ -121,6 +128,6 @@ def pretrained_state(path: str, arch: Optional[str] = None, num_classes: Optiona
     report = LoadReport(source=path, arch=w.arch, layout=layout, num_classes=num_classes,
                         checkpoint_classes=checkpoint_classes, loaded=[k for k in tensors if k not in replaced],
                         replaced=replaced, head_seed=head_seed if replaced else None, sha256=w.sha256,
-                        checkpoint_layout=w.layout, notes=list(w.notes))
+                        checkpoint_layout=w.layout, notes=list(w.notes), state_dict=w.state_dict.to_dict())
     return tensors, report
 

@@ -52,8 +52,11 @@ def record(*, source, dst: str, dst_format: str, dst_layout: str, tensors: Mappi
         "versions": {"python": platform.python_version(), "numpy": numpy.__version__, "torch": torch.__version__,
                      "paddlepaddle": _installed("paddlepaddle")},
         "arch": f"GENet_{source.arch}",
+        "num_classes": source.num_classes,  # the head's size, read from the source's classifier
         "source": {"path": os.path.abspath(source.path), "sha256": source.sha256, "format": source.format,
-                   "layout": source.layout, "bytes": source.size_bytes, "notes": source.notes},
+                   "layout": source.layout, "bytes": source.size_bytes,
+                   # which state dict of a training checkpoint was converted, and which others it holds
+                   "state_dict": source.state_dict.to_dict(), "notes": source.notes},
         "destination": {"path": os.path.abspath(dst), "format": dst_format, "layout": dst_layout},
         "mapping_table_version": table_version,
         "options": options,

@@ -11,8 +11,10 @@ tensor's key, dtype, shape and the bytes the file stores for it, and calls
   integers, datetime, str, object, structured, quantized) is refused by name:
   `fc_linear.bias: dtype complex64, expected a float type (...)`. Once the
   layout is known, `converters.files.load` holds each tensor to its mapping-table
-  row (`check_dtype(..., integer=...)`): BatchNorm step counters
-  (`num_batches_tracked`, the only int64 rows) integers, everything else floats;
+  row: everything but the BatchNorm step counters floats
+  (`check_dtype(..., integer=False)`); the step counters (`num_batches_tracked`,
+  metadata no conversion keeps) any of these types, holding a whole
+  non-negative number (`converters.files.load.check_step_counters`);
 - the shape is a tuple of non-negative integers, and shape x itemsize equals
   the bytes the file stores for the tensor (at most, for torch views of a
   larger storage).
@@ -63,7 +65,8 @@ def _is_step_counter(key: str) -> bool:
 
 def _expected_text(integer: bool) -> str:
     if integer:
-        return "an integer type (int64 or int32) for a BatchNorm step counter"
+        return ("an integer type (int64 or int32), or a float type holding a whole number, for a BatchNorm "
+                "step counter")
     return "a float type (float16, bfloat16, float32 or float64)"
 
 

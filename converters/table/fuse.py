@@ -26,6 +26,7 @@ from converters.table.errors import CheckpointError
 # FUSED, FUSED_LAYOUTS, PADDLE_FUSED are re-exported: callers spell them fuse.FUSED etc.
 from converters.table.fused_layout import (FUSED, FUSED_LAYOUTS, PADDLE_FUSED,  # noqa: F401
                                            conv_bn_pairs, expected)
+from converters.table.head import state_classes
 from converters.table.mapping import mapping_table
 
 def fold(weight: np.ndarray, bias: Optional[np.ndarray], gamma: np.ndarray, beta: np.ndarray,
@@ -40,8 +41,9 @@ def fold(weight: np.ndarray, bias: Optional[np.ndarray], gamma: np.ndarray, beta
 
 def fuse_state(official: Mapping[str, np.ndarray], arch_name: str, layout: str = FUSED,
                source: Optional[str] = None) -> Dict[str, np.ndarray]:
-    """Fold every BN of an official-layout state dict (checked strictly first)."""
-    table = mapping_table(arch_name)
+    """Fold every BN of an official-layout state dict (checked strictly first;
+    the head keeps its own number of classes)."""
+    table = mapping_table(arch_name, state_classes(official, arch_name, "official"))
     check_keys({k: tuple(np.shape(v)) for k, v in official.items()}, table.expected("official"),
                f"the official layout of GENet_{table.arch.name}", source)
     arch = table.arch
@@ -62,13 +64,14 @@ def between_fused(tensors: Mapping[str, np.ndarray], src: str, dst: str, arch_na
                   source: Optional[str] = None) -> Dict[str, np.ndarray]:
     """Convert between the torch and Paddle spellings of the fused layout
     (only the classifier weight differs: transposed)."""
-    check_keys({k: tuple(np.shape(v)) for k, v in tensors.items()}, expected(arch_name, src),
+    num_classes = state_classes(tensors, arch_name, src)
+    check_keys({k: tuple(np.shape(v)) for k, v in tensors.items()}, expected(arch_name, src, num_classes),
                f"the {src} layout of GENet_{get_arch(arch_name).name}", source)
     out = dict(tensors)
     if src != dst:
         key = f"{naming.fc_path('fused')}.weight"
         out[key] = np.ascontiguousarray(np.asarray(tensors[key]).T)
-    for k, shape in expected(arch_name, dst):
+    for k, shape in expected(arch_name, dst, num_classes):
         if tuple(np.shape(out[k])) != tuple(shape):
             raise CheckpointError(source, f"{k}: expected {shape} after transform, got {np.shape(out[k])}")
     return out

@@ -1,6 +1,7 @@
 """The fused layouts' key list: which tensors a BN-folded checkpoint holds
 ('fused' as the official `fuse_bn()` writes it, 'paddle_fused' with the
-classifier stored the Paddle way). Only the architecture decides it, so the
+classifier stored the Paddle way). Only the architecture (and the head's
+number of classes) decides it, so the
 mapping table and the folding algebra (converters.table.fuse) both read it from
 here.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
-from genet_arch import BatchNorm, Conv, get_arch, naming
+from genet_arch import DEFAULT_NUM_CLASSES, BatchNorm, Conv, get_arch, naming
 
 FUSED, PADDLE_FUSED = "fused", "paddle_fused"
 FUSED_LAYOUTS = (FUSED, PADDLE_FUSED)
@@ -27,11 +28,13 @@ def conv_bn_pairs(arch_name: str) -> List[Tuple[Conv, BatchNorm]]:
     return pairs
 
 
-def expected(arch_name: str, layout: str = FUSED) -> List[Tuple[str, Tuple[int, ...]]]:
-    """(key, shape) of every tensor of a fused checkpoint, in file order."""
+def expected(arch_name: str, layout: str = FUSED,
+             num_classes: int = DEFAULT_NUM_CLASSES) -> List[Tuple[str, Tuple[int, ...]]]:
+    """(key, shape) of every tensor of a fused checkpoint with a
+    `num_classes` head, in file order."""
     if layout not in FUSED_LAYOUTS:
         raise ValueError(f"unknown fused layout {layout!r}; expected one of {FUSED_LAYOUTS}")
-    arch = get_arch(arch_name)
+    arch = get_arch(arch_name, num_classes)
     out = []
     for conv, _ in conv_bn_pairs(arch_name):
         path = naming.layer_path(arch, conv, "fused")

@@ -16,13 +16,14 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from genet_arch import Architecture, BatchNorm, Conv, ReLU, get_arch
+from genet_arch import DEFAULT_NUM_CLASSES, Architecture, BatchNorm, Conv, ReLU, check_num_classes, get_arch
 from genet_arch import naming
 from genet_arch.naming import LAYOUTS
 
 from converters.table.checks import check_keys
 from converters.table.errors import CheckpointError
 from converters.table.fused_layout import expected as fused_expected
+from converters.table.head import head_classes, state_classes
 
 # Layouts that store tensors the torch way (Linear [out, in], BN counters).
 TORCH_LAYOUTS = ("official", "timm")
@@ -221,9 +222,22 @@ class MappingTable:
         return t
 
 
+def mapping_table(arch: str, num_classes: int = DEFAULT_NUM_CLASSES) -> MappingTable:
+    """The table of `arch` with a `num_classes` head (any number >= 1: a
+    fine-tuned checkpoint's; only the classifier's rows depend on it)."""
+    return _table(arch, check_num_classes(num_classes))
+
+
 @lru_cache(maxsize=None)
-def mapping_table(arch: str, num_classes: int = 1000) -> MappingTable:
+def _table(arch: str, num_classes: int) -> MappingTable:
     return MappingTable(get_arch(arch, num_classes))
+
+
+def convert_state(tensors: Mapping[str, np.ndarray], arch: str, src: str, dst: str,
+                  source: Optional[str] = None) -> Dict[str, np.ndarray]:
+    """`MappingTable.convert` with the table of the head `tensors` hold
+    (converters.table.head): what to call on a state that may be fine-tuned."""
+    return mapping_table(arch, state_classes(tensors, arch, src)).convert(tensors, src, dst, source)
 
 
 def layouts() -> Tuple[str, ...]:
@@ -231,16 +245,17 @@ def layouts() -> Tuple[str, ...]:
 
 
 def identify(shapes: Mapping[str, Tuple[int, ...]]) -> List[Tuple[str, str]]:
-    """Every (arch, layout) whose tensors match `shapes` exactly, key for key."""
+    """Every (arch, layout) whose tensors match `shapes` exactly, key for key
+    (with the head the shapes hold)."""
     from genet_arch import ARCH_NAMES
 
     found = {k: tuple(v) for k, v in shapes.items()}
     return [(a, lay) for a in ARCH_NAMES for lay in ("official", "paddle", "timm")
-            if dict(mapping_table(a).expected(lay)) == found]
+            if dict(mapping_table(a, head_classes(found, a, lay)).expected(lay)) == found]
 
 
 def check_state(tensors: Mapping[str, np.ndarray], arch: str, layout: str, source: Optional[str] = None,
-                num_classes: int = 1000) -> None:
+                num_classes: int = DEFAULT_NUM_CLASSES) -> None:
     """Raise CheckpointError unless `tensors` is exactly the `layout` state of
     `arch` with a `num_classes` head; when it is another variant or layout, say which."""
     table = mapping_table(arch, num_classes)
@@ -248,17 +263,18 @@ def check_state(tensors: Mapping[str, np.ndarray], arch: str, layout: str, sourc
     from converters.table.checks import key_report
 
     if layout in ("fused", "paddle_fused"):  # BN folded: not a renaming, listed by converters.table.fused_layout
-        if num_classes != 1000:
-            raise ValueError(f"fused layouts are listed for the 1000-class head only, not {num_classes} classes")
-        expected = fused_expected(table.arch.name, layout)
+        expected = fused_expected(table.arch.name, layout, num_classes)
     else:
         expected = table.expected(layout)
-    head = "" if num_classes == 1000 else f" with a {num_classes}-class head"
+    head = "" if num_classes == DEFAULT_NUM_CLASSES else f" with a {num_classes}-class head"
     report = key_report(shapes, expected, f"the {layout} layout of GENet_{table.arch.name}{head}")
     if report is None:
         return
     matches = identify(shapes)
-    if matches:
+    if (table.arch.name, layout) in matches:  # the right model, another head size
+        report = (f"has a {head_classes(shapes, table.arch.name, layout)}-class head, the model "
+                  f"{num_classes} classes (build it with that num_classes). In detail, it " + report)
+    elif matches:
         other = ", ".join(f"GENet_{a} in the {lay} layout" for a, lay in matches)
         report = (f"is {other}, not GENet_{table.arch.name} in the {layout} layout (pass the matching "
                   f"arch or layout). In detail, it " + report)

@@ -22,6 +22,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from genet_arch import DEFAULT_NUM_CLASSES
+
 from parity.inputs.data import Dataset, DataError, Sample
 from parity.inputs.decode import Decoder
 from parity.accuracy.stats import paired_summary
@@ -103,6 +105,7 @@ class PaddleRunner:
         import paddle
 
         import paddle_genet
+        from converters.table.head import state_classes
 
         if device != "cpu" and not paddle.device.is_compiled_with_cuda():
             raise DataError(None, f"--device {device}: this PaddlePaddle build has no CUDA support")
@@ -116,7 +119,8 @@ class PaddleRunner:
             from parity.core.modules import round_state_f16
 
             paddle_state = round_state_f16(paddle_state)
-        model = paddle_genet.load_state(paddle_genet.build(arch), paddle_state, source="paddle weights")
+        model = paddle_genet.load_state(paddle_genet.build(arch, state_classes(paddle_state, arch, "paddle")),
+                                        paddle_state, source="paddle weights")
         model.eval()
         if self.emulated:
             self._round_every_layer(model, arch)
@@ -343,7 +347,10 @@ def summarize(header: dict, records: Sequence[dict], expected: Optional[int] = N
     correct = {fw: [r["pred"][fw][0] == r["label"] for r in images] for fw in fws}
     in_top5 = {fw: [r["label"] in r["pred"][fw][:TOPK] for r in images] for fw in fws}
     out = {
-        "arch": header["arch"], "precision": header["precision"], "device": header["device"],
+        "arch": header["arch"],
+        # the head's size, recorded with the weights (files written before it was: the ImageNet head)
+        "num_classes": header["weights"].get("num_classes", DEFAULT_NUM_CLASSES),
+        "precision": header["precision"], "device": header["device"],
         "frameworks": fws, "runners": header["runners"], "weights": header["weights"],
         "dataset": header["dataset"], "dataset_location": header.get("dataset_location"), "limit": header["limit"],
         "n_expected": expected, "n_evaluated": n, "n_bad": len(bad),

@@ -30,7 +30,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from genet_arch import CARDS, canonical_arch
+from genet_arch import CARDS, DEFAULT_NUM_CLASSES, canonical_arch
 
 from parity.core.environment import environment
 
@@ -86,6 +86,7 @@ class CertifyOptions:
     layer_diff_images: int = 2
     bench: bool = True
     bench_options: dict = field(default_factory=dict)
+    weights_key: Optional[str] = None  # which state dict of a training checkpoint (converters.files.state_dicts)
 
 
 def _file_record(role: str, path: str) -> dict:
@@ -112,8 +113,11 @@ def core_verdict(cert_verdict: str) -> str:
     return cert_verdict.split("(")[-1].split(";")[0] if cert_verdict.startswith("DEMO") else cert_verdict
 
 
-def title(arch: str, demo: bool) -> str:
-    """The one title of a certificate, in the JSON, the HTML and the terminal."""
+def title(arch: str, demo: bool, num_classes: int = DEFAULT_NUM_CLASSES) -> str:
+    """The one title of a certificate, in the JSON, the HTML and the terminal
+    (naming the head where it is not the published one)."""
+    if num_classes != DEFAULT_NUM_CLASSES:
+        arch = f"{arch} ({num_classes}-class head)"
     return (f"DEMO certificate for {arch} (built-in data; not a reproduction certificate)" if demo
             else f"{arch} reproduction certificate")
 
@@ -132,7 +136,8 @@ def conversion_step(opts: CertifyOptions, arch: str, say) -> tuple:
     dst = f"{opts.out_prefix}.pdparams"
     say(f"converting {opts.weights} -> {dst} (with verification)")
     try:
-        result = convert(opts.weights, dst, arch=arch, force=True, provenance=False, progress=None).to_dict()
+        result = convert(opts.weights, dst, arch=arch, force=True, provenance=False, progress=None,
+                         weights_key=opts.weights_key).to_dict()
         failure = None
     except VerificationError as e:
         result, failure = e.result.to_dict(), str(e)
@@ -146,7 +151,7 @@ def conversion_step(opts: CertifyOptions, arch: str, say) -> tuple:
     paddle_path = dst if failure is None else None
     if opts.pdparams:
         given = to_layout(load_weights(opts.pdparams, arch=arch, layout="paddle"), "paddle")
-        ours = to_layout(load_weights(opts.weights, arch=arch), "paddle")
+        ours = to_layout(load_weights(opts.weights, arch=arch, weights_key=opts.weights_key), "paddle")
         worst, worst_key = 0.0, None
         for k, want in ours.items():
             if want.dtype.kind != "f":
@@ -194,7 +199,8 @@ def _undecided_reason(judged: dict, what: str) -> str:
             "observed rates")
 
 
-def evaluation_checks(summary: dict, opts: CertifyOptions, arch: str, precision: str) -> List[Check]:
+def evaluation_checks(summary: dict, opts: CertifyOptions, arch: str, precision: str,
+                      num_classes: int = DEFAULT_NUM_CLASSES) -> List[Check]:
     """The accuracy checks of one evaluation. The published-figure check is
     exact: it applies only to the full validation set, the very sample the
     figure was measured on. The two paired checks are judged on their 95%
@@ -214,6 +220,9 @@ def evaluation_checks(summary: dict, opts: CertifyOptions, arch: str, precision:
     interval = ""
     if opts.demo:
         status, reason = SKIPPED, "demo: seeded weights and synthetic labels, no published figure applies"
+    elif num_classes != DEFAULT_NUM_CLASSES:
+        status, reason = NOT_APPLICABLE, (f"the published top-1 is for the {DEFAULT_NUM_CLASSES}-class ImageNet "
+                                          f"head; this checkpoint has a {num_classes}-class head (fine-tuned)")
     elif not full:
         status, reason = NOT_APPLICABLE, (
             f"the published top-1 is for all {IMAGENET_VAL_SIZE:,} ImageNet-val images; this run evaluated "
@@ -349,17 +358,32 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
     gets one line per step and `on_batch` the evaluation's batches."""
     from converters.files.load import load_weights, to_layout
 
-    from parity.inputs.data import open_dataset, select
+    from parity.inputs.data import class_note, open_dataset, select
     from parity.inputs.decode import Decoder
     from parity.accuracy.evaluate import RunTimes, build_runners, evaluate, logit_check, make_header, normalize_device
 
     start = time.perf_counter()
+    if progress is not None:
+        say = progress.say
     device = normalize_device(opts.device)
     opts.device = device
-    # Every input is checked (list parsed, files present, weights identified) before long work.
-    dataset = open_dataset(opts.data, opts.list_file)
-    source = load_weights(opts.weights, arch=opts.arch)
+    # Every input is checked (weights identified, list parsed, every label within the head the
+    # weights hold, files present) before long work.
+    source = load_weights(opts.weights, arch=opts.arch, weights_key=opts.weights_key)
     arch = canonical_arch(source.arch)
+    if opts.pdparams:
+        given = load_weights(opts.pdparams, arch=arch, layout="paddle")
+        if given.num_classes != source.num_classes:
+            from converters.table.errors import CheckpointError
+
+            raise CheckpointError(opts.pdparams, f"has a {given.num_classes}-class head, {opts.weights} a "
+                                                 f"{source.num_classes}-class head: it cannot hold their conversion")
+    dataset = open_dataset(opts.data, opts.list_file, source.num_classes)
+    if source.state_dict.note:
+        say(f"{opts.weights}: {source.state_dict.note}")
+    dataset_note = class_note(dataset, source.num_classes)
+    if dataset_note:
+        say(dataset_note)
     card = CARDS[arch]
     os.makedirs(os.path.dirname(os.path.abspath(opts.out_prefix)), exist_ok=True)
     inputs = [_file_record("weights", opts.weights)]
@@ -372,8 +396,6 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
     precisions = ["float32"] + (["float16"] if device != "cpu" else [])
     plan = (["conversion with verification", "layer diff"]
             + [f"evaluation ({p}, {len(samples):,} images)" for p in precisions] + (["latency"] if opts.bench else []))
-    if progress is not None:
-        say = progress.say
 
     def step(name, total=None, unit=""):
         k = plan.index(name)
@@ -415,7 +437,8 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
                                     runner=opts.runner, say=say)
             header = make_header(arch, precision, device, runners,
                                  {"source": os.path.basename(opts.weights), "sha256": source.sha256,
-                                  "paddle": os.path.basename(paddle_path)}, dataset, opts.limit, None, len(samples))
+                                  "num_classes": source.num_classes, "paddle": os.path.basename(paddle_path)},
+                                 dataset, opts.limit, None, len(samples))
             results_path = f"{opts.out_prefix}.eval_{precision}.jsonl"
             times = RunTimes()
             summary = evaluate(runners, dataset, samples, header, results_path,
@@ -431,7 +454,7 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
                 checks.append(Check(f"evaluation_{precision}", f"Evaluation ({precision})", FAIL, "-", "0 images",
                                     reason="no image could be evaluated"))
                 continue
-            checks.extend(evaluation_checks(summary, opts, arch, precision))
+            checks.extend(evaluation_checks(summary, opts, arch, precision, source.num_classes))
         if device == "cpu":
             checks.append(Check("evaluation_float16", "Evaluation in float16 (the official setting, GPU only)",
                                 SKIPPED, "-", "-", reason="no GPU: float16 evaluation runs on a GPU (--device gpu)"))
@@ -444,15 +467,16 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "title": title(f"GENet_{arch}", opts.demo),
+        "title": title(f"GENet_{arch}", opts.demo, source.num_classes),
         "verdict": verdict(checks, opts.demo), "demo": opts.demo, "demo_note": opts.demo_note,
-        "arch": f"GENet_{arch}", "device": device,
+        "arch": f"GENet_{arch}", "num_classes": source.num_classes, "device": device,
+        "state_dict": source.state_dict.to_dict(),
         "published": {"top1": card.published_top1, "timm_top1": card.timm_top1, "timm_top5": card.timm_top5,
                       "latency_ms_per_image_v100_fp16_b64": card.published_latency_ms_v100_fp16_b64,
                       "params": card.num_params, "macs_g": card.macs_g, "resolution": card.resolution},
         "thresholds": asdict(opts.thresholds),
         "inputs": inputs,
-        "dataset": {**dataset.describe(), "evaluated": len(samples), "limit": opts.limit},
+        "dataset": {**dataset.describe(), "evaluated": len(samples), "limit": opts.limit, "note": dataset_note},
         "environment": environment(device),  # parity.core.environment
         "checks": [asdict(c) for c in checks],
         "evaluation": evaluations,

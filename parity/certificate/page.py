@@ -34,9 +34,12 @@ def _e(v) -> str:
 
 
 def _title(cert: dict) -> str:
+    from genet_arch import DEFAULT_NUM_CLASSES
+
     from parity.certificate.certify import title
 
-    return cert.get("title") or title(cert["arch"], cert.get("demo", False))
+    return cert.get("title") or title(cert["arch"], cert.get("demo", False),
+                                      cert.get("num_classes", DEFAULT_NUM_CLASSES))
 
 
 def _core(cert: dict) -> str:

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 HELP = ("Latency in ms per image (median/p90/p99 after warm-up, device-resident input) of torch and Paddle, "
         "eager and best inference mode, with the input pipeline's images/s beside it.")
 
 
 def add_arguments(p):
+    from converters.files import state_dicts
+
     p.add_argument("--arch", help="small|normal|large (or GENet_*/gernet_*); default: from --weights, else large")
     p.add_argument("--weights", metavar="PATH",
                    help="checkpoint (any layout genet-convert reads); default: seeded random weights")
+    state_dicts.add_argument(p)
     p.add_argument("--framework", action="append", choices=["torch", "paddle"],
                    help="repeatable; default both")
     p.add_argument("--mode", action="append", choices=["eager", "best"],
@@ -44,11 +48,15 @@ def _weights(args):
     from genet_arch import canonical_arch
 
     if not args.weights:
+        if args.weights_key:
+            raise CheckpointError(None, "--weights-key chooses a state dict of --weights; give --weights")
         try:
             return None, canonical_arch(args.arch or "large")
         except ValueError as e:
             raise CheckpointError(None, str(e)) from None
-    w = load_weights(args.weights, arch=args.arch)
+    w = load_weights(args.weights, arch=args.arch, weights_key=args.weights_key)
+    if w.state_dict.note:
+        print(f"{args.weights}: {w.state_dict.note}", file=sys.stderr)
     if w.fused:
         raise CheckpointError(args.weights, "is BN-fused; bench needs unfolded weights (it folds them itself "
                                             "with --fuse-bn)")

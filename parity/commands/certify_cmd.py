@@ -16,12 +16,16 @@ DEMO_NOTE = ("DEMO on built-in data: seeded random weights (numpy seed 2020), no
 
 
 def add_arguments(p):
+    from converters.files import state_dicts
+
     from parity.certificate.certify import Thresholds
 
     t = Thresholds()
     p.add_argument("--demo", action="store_true", help="built-in data: seeded weights, bundled photos, synthetic labels")
     p.add_argument("--arch", help="small, normal or large (default: identified from --weights; demo: small)")
-    p.add_argument("--weights", metavar="PATH", help="the PyTorch checkpoint to certify (official or timm layout)")
+    p.add_argument("--weights", metavar="PATH", help="the PyTorch checkpoint to certify (official or timm layout; "
+                                                     "a fine-tuned head of any size)")
+    state_dicts.add_argument(p)
     p.add_argument("--pdparams", metavar="PATH", help="a Paddle checkpoint to certify instead of a fresh conversion")
     p.add_argument("--data", metavar="DIR", help="ImageNet val folder (class sub-folders, or with --list)")
     p.add_argument("--list", metavar="FILE", help="val_list.txt: '<relative path> <integer label>' per line")
@@ -98,8 +102,9 @@ def build_options(args):
                             args.pdparams_atol)
     workers = default_threads() if args.workers is None else args.workers
     if args.demo:
-        if args.weights or args.data or args.list or args.pdparams:
-            raise DataError(None, "--demo uses built-in weights and data; drop --weights/--pdparams/--data/--list")
+        if args.weights or args.data or args.list or args.pdparams or args.weights_key:
+            raise DataError(None, "--demo uses built-in weights and data; drop --weights/--weights-key/--pdparams/"
+                                  "--data/--list")
         from converters.files.io import write_torch
 
         from parity.core.seeded import seeded_state
@@ -129,7 +134,8 @@ def build_options(args):
                           list_file=args.list, out_prefix=prefix, limit=args.limit, batch_size=args.batch_size,
                           workers=workers, device=args.device, runner=getattr(args, 'runner', 'fast'),
                           skip_bad=args.skip_bad, resume=args.resume,
-                          thresholds=thresholds, bench=not args.no_bench, bench_options=bench_options(args))
+                          thresholds=thresholds, bench=not args.no_bench, bench_options=bench_options(args),
+                          weights_key=args.weights_key)
 
 
 def exit_code(cert: dict) -> int:

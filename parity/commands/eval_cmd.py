@@ -9,15 +9,19 @@ DISAGREEMENTS_SHOWN = 10
 
 
 def add_weight_arguments(p):
+    from converters.files import state_dicts
+
     p.add_argument("--arch", help="small, normal or large (GENet_*/gernet_* accepted; "
                                   "default: identified from --weights)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", metavar="PATH",
-                     help="checkpoint in any supported layout (official .pth, timm, Paddle .pdparams)")
+                     help="checkpoint in any supported layout (official .pth, timm, Paddle .pdparams), with a head of "
+                          "any size (a fine-tuned checkpoint's: labels must then lie below its number of classes)")
     src.add_argument("--seeded", action="store_true",
                      help="seeded random weights (numpy seed 2020): exercises the tools, not a trained model")
     p.add_argument("--pdparams", metavar="PATH",
                    help="Paddle weights to evaluate instead of converting --weights (e.g. genet-convert's output)")
+    state_dicts.add_argument(p)
 
 
 def add_data_arguments(p):
@@ -53,12 +57,16 @@ def add_arguments(p):
     p.add_argument("--threads", type=int, help="threads for both frameworks (default: all cores)")
 
 
-def load_states(arch, weights=None, seeded=False, pdparams=None, need_torch=True, need_paddle=True):
+def load_states(arch, weights=None, seeded=False, pdparams=None, need_torch=True, need_paddle=True,
+                weights_key=None):
     """(arch, official-layout state, Paddle-layout state, provenance) from the
-    command line's weight arguments. Conversion goes through the mapping table."""
+    command line's weight arguments. Conversion goes through the mapping
+    table; the provenance records the head's size (`num_classes`) and, for a
+    training checkpoint, which state dict was taken (`state_dict`)."""
     from converters.files.load import load_weights, to_layout
-    from converters.table.mapping import mapping_table
-    from genet_arch import canonical_arch
+    from converters.table.errors import CheckpointError
+    from converters.table.mapping import convert_state
+    from genet_arch import DEFAULT_NUM_CLASSES, canonical_arch
 
     from parity.inputs.data import DataError
     from parity.core.seeded import WEIGHT_SEED, seeded_state, state_sha256
@@ -66,18 +74,28 @@ def load_states(arch, weights=None, seeded=False, pdparams=None, need_torch=True
     if seeded:
         if not arch:
             raise DataError(None, "--seeded needs --arch")
+        if weights_key:
+            raise DataError(None, "--weights-key chooses a state dict of --weights, not of --seeded weights")
         arch = canonical_arch(arch)
         official = seeded_state(arch)
-        provenance = {"source": f"seeded (numpy default_rng({WEIGHT_SEED}))", "state_sha256": state_sha256(official)}
-        paddle_state = mapping_table(arch).convert(official, "official", "paddle", source="seeded weights")
+        provenance = {"source": f"seeded (numpy default_rng({WEIGHT_SEED}))", "state_sha256": state_sha256(official),
+                      "num_classes": DEFAULT_NUM_CLASSES}
+        paddle_state = convert_state(official, arch, "official", "paddle", source="seeded weights")
     else:
-        loaded = load_weights(weights, arch=arch)
+        loaded = load_weights(weights, arch=arch, weights_key=weights_key)
         arch = loaded.arch
         official, paddle_state = to_layout(loaded, "official"), to_layout(loaded, "paddle")
         # File names, not paths: shards on other machines are the same run.
-        provenance = {"source": os.path.basename(weights), "sha256": loaded.sha256, "layout": loaded.layout}
+        provenance = {"source": os.path.basename(weights), "sha256": loaded.sha256, "layout": loaded.layout,
+                      "num_classes": loaded.num_classes}
+        if loaded.state_dict.key is not None:
+            provenance["state_dict"] = loaded.state_dict.to_dict()
     if pdparams and need_paddle:
         given = load_weights(pdparams, arch=arch, layout="paddle")
+        if given.num_classes != provenance["num_classes"]:
+            raise CheckpointError(pdparams, f"has a {given.num_classes}-class head, the torch weights a "
+                                            f"{provenance['num_classes']}-class head: both frameworks must "
+                                            f"evaluate the same model")
         paddle_state = to_layout(given, "paddle")
         provenance["pdparams"] = {"source": os.path.basename(pdparams), "sha256": given.sha256}
     return arch, official if need_torch else None, paddle_state if need_paddle else None, provenance
@@ -97,7 +115,7 @@ def run_eval(args, console=None) -> dict:
                                           normalize_device)
     from parity.core.progress import Progress
     from parity.core.runtime import default_threads
-    from parity.inputs.data import launcher_rank, open_dataset, parse_shard, select
+    from parity.inputs.data import class_note, launcher_rank, open_dataset, parse_shard, select
 
     started = time.perf_counter()
     shard = parse_shard(args.shard)
@@ -110,15 +128,23 @@ def run_eval(args, console=None) -> dict:
 
         raise DataError(None, f"--limit {args.limit}: must be >= 1")
     frameworks = ["torch", "paddle"] if args.framework == "both" else [args.framework]
-    # The data are checked (every listed file present) before any model is built.
-    dataset = open_dataset(args.data, args.list)
-    samples = select(dataset.samples, args.limit, shard)
     progress = Progress("eval", stream=getattr(console, "file", None))
-    progress.stage("reading the weights, building the models")
+    progress.stage("reading the weights")
     # The torch-layout weights are needed even for --framework paddle: the
     # start-up logit check's float64 recomputation is built from them.
     arch, official, paddle_state, provenance = load_states(
-        args.arch, args.weights, args.seeded, args.pdparams, need_torch=True, need_paddle="paddle" in frameworks)
+        args.arch, args.weights, args.seeded, args.pdparams, need_torch=True, need_paddle="paddle" in frameworks,
+        weights_key=args.weights_key)
+    if provenance.get("state_dict", {}).get("note"):
+        progress.note(f"{args.weights}: {provenance['state_dict']['note']}")
+    num_classes = provenance["num_classes"]
+    # The data are checked (every listed file present, every label within the
+    # head read from the weights) before any model is built.
+    dataset = open_dataset(args.data, args.list, num_classes)
+    note = class_note(dataset, num_classes)
+    if note:
+        progress.note(note)
+    samples = select(dataset.samples, args.limit, shard)
     progress.stage("building the runners (the fast path is checked at start-up)")
     runners = build_runners(arch, frameworks, official, paddle_state, device, args.precision, runner=args.runner,
                             say=progress.note)
@@ -137,6 +163,7 @@ def run_eval(args, console=None) -> dict:
                            on_batch=lambda n, counts: progress.update(advance=n, detail=batch_detail(counts, frameworks)),
                            check=logit_check(arch, official, runners, device, args.precision), times=times)
     summary["throughput"] = {**times.summary(frameworks), "startup_s": startup_s}
+    summary["dataset_note"] = note
     progress.note(f"per-image predictions: {os.path.abspath(results)}")
     return summary
 
@@ -151,7 +178,8 @@ def print_summary(out, s: dict):
     out.table([Column("framework"), Column("top-1 %", align="right"), Column("top-5 %", align="right"),
                Column("runner", priority=1)],
               [[fw, pct(s["top1"][fw]), pct(s["top5"][fw]), s["runners"][fw]] for fw in s["frameworks"]],
-              title=f"GENet_{s['arch']} on {s['n_evaluated']} images ({s['precision']}, {s['device']})",
+              title=f"GENet_{s['arch']} ({s['num_classes']}-class head) on {s['n_evaluated']} images "
+                    f"({s['precision']}, {s['device']})",
               hint="--json writes them")
     if "paired" in s:
         p = s["paired"]

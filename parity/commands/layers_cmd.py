@@ -10,6 +10,8 @@ HELP = ("Compare every conv/BN/ReLU/unit/block/pool/fc of the PyTorch and Paddle
 
 
 def add_arguments(p):
+    from converters.files import state_dicts
+
     w = p.add_argument_group("weights (at least one)")
     w.add_argument("--weights", metavar="PATH",
                    help="PyTorch checkpoint (.pth/.safetensors, official or timm layout) for the torch side; "
@@ -19,6 +21,7 @@ def add_arguments(p):
                         "for the torch side unless --weights is given")
     w.add_argument("--random-weights", action="store_true",
                    help="seeded random weights (numpy seed 2020), converted through the mapping table")
+    state_dicts.add_argument(w)
     p.add_argument("--arch", help="small|normal|large (or GENet_*/gernet_*); default: identified from the weights")
     i = p.add_argument_group("input")
     i.add_argument("--image", nargs="+", metavar="IMG",
@@ -55,16 +58,19 @@ def _weights(args):
         raise CheckpointError(None, "no weights: give --weights PATH, --pdparams PATH or --random-weights")
     if args.random_weights and (args.weights or args.pdparams):
         raise CheckpointError(None, "--random-weights cannot be combined with --weights/--pdparams")
+    if args.weights_key and not args.weights:
+        raise CheckpointError(None, "--weights-key chooses a state dict of the --weights checkpoint; give --weights")
     if args.random_weights:
         if arch is None:
             raise CheckpointError(None, "--random-weights needs --arch small|normal|large")
         return arch, seeded_state(arch), None, {"source": "seeded", "seed": WEIGHT_SEED}
     official = paddle = None
     info = {}
+    heads = {}
     for path, side, layout in ((args.weights, "torch", "official"), (args.pdparams, "paddle", "paddle")):
         if not path:
             continue
-        w = load_weights(path, arch=arch)
+        w = load_weights(path, arch=arch, weights_key=args.weights_key if side == "torch" else None)
         if w.fused:
             raise CheckpointError(path, f"is BN-fused ({w.layout}); the layer diff compares the unfused models, "
                                         "whose BN layers a fused checkpoint no longer has")
@@ -76,7 +82,13 @@ def _weights(args):
             official = tensors
         else:
             paddle = tensors
-        info[side] = {"path": path, "sha256": w.sha256, "layout": w.layout, "format": w.format, "notes": w.notes}
+        heads[path] = w.num_classes
+        info[side] = {"path": path, "sha256": w.sha256, "layout": w.layout, "format": w.format,
+                      "num_classes": w.num_classes, "state_dict": w.state_dict.to_dict(), "notes": w.notes}
+    if len(set(heads.values())) > 1:
+        raise CheckpointError(args.pdparams, "has a {}-class head, {} a {}-class head: the two sides of a layer "
+                                             "diff hold the same model".format(heads[args.pdparams], args.weights,
+                                                                               heads[args.weights]))
     for side in ("torch", "paddle"):
         info.setdefault(side, {"converted_from": "paddle" if side == "torch" else "torch",
                                "via": "converters.table.mapping.mapping_table"})
@@ -130,6 +142,9 @@ def run(args) -> int:
     if args.device == "gpu":
         _check_gpu()
     arch, official, paddle, winfo = _weights(args)
+    note = winfo.get("torch", {}).get("state_dict", {}).get("note")
+    if note:
+        out.print(f"{args.weights}: {note}")
     inputs, iinfo = (None, None)
     if args.image:
         inputs, iinfo = _images(args.image, arch)

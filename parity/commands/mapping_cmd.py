@@ -15,6 +15,9 @@ NEEDS_PADDLE = False
 
 def add_arguments(p):
     p.add_argument("arch", help="small | normal | large (or GENet_* / gernet_s/m/l)")
+    p.add_argument("--num-classes", type=int, metavar="N",
+                   help="the head's size (default 1000, the published checkpoints'; a fine-tuned checkpoint's "
+                        "table, whose version its conversion's provenance record names)")
     p.add_argument("--full", action="store_true", help="one row per tensor (default: one line per module)")
     p.add_argument("--wide", action="store_true", help="every column, whatever the width")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
@@ -48,20 +51,28 @@ def module_rows(table):
 
 
 def run(args) -> int:
+    from converters.table.errors import CheckpointError
     from converters.table.mapping import DROP, mapping_table
+    from genet_arch import DEFAULT_NUM_CLASSES, check_num_classes
 
     from parity.core.textout import Column, Out
 
-    table = mapping_table(args.arch)
+    try:
+        num_classes = check_num_classes(DEFAULT_NUM_CLASSES if args.num_classes is None else args.num_classes)
+    except ValueError as e:
+        raise CheckpointError(None, f"--num-classes: {e}") from None
+    table = mapping_table(args.arch, num_classes)
     if args.json:
         rows = [{"official": r.official, "paddle": r.paddle, "timm": r.timm, "torch_shape": list(r.torch_shape),
                  "paddle_shape": None if r.paddle_shape is None else list(r.paddle_shape), "dtype": r.dtype,
                  "action": r.action, "reason": r.reason} for r in table.rows]
-        print(json.dumps({"arch": table.arch.name, "version": table.version, "rows": rows}, indent=1))
+        print(json.dumps({"arch": table.arch.name, "num_classes": table.arch.classifier.out_features,
+                          "version": table.version, "rows": rows}, indent=1))
         return 0
     out = Out(wide=args.wide)
     counts = Counter(r.action for r in table.rows)
-    out.print(f"GENet_{table.arch.name} parameter mapping, table {table.version}: {len(table.rows)} tensors "
+    out.print(f"GENet_{table.arch.name} parameter mapping ({table.arch.classifier.out_features}-class head), "
+              f"table {table.version}: {len(table.rows)} tensors "
               f"({counts.get('identity', 0)} copied, {counts.get('transpose', 0)} transposed, "
               f"{counts.get(DROP, 0)} dropped: torch's BatchNorm step counters, which Paddle lacks)")
     if args.full:

@@ -12,6 +12,7 @@ DEFAULT_ARCH = "small"
 
 
 def add_arguments(p):
+    from converters.files import state_dicts
     from converters.files.pretrained import HEAD_SEED
 
     from parity.training.batches import DATA_SEED
@@ -20,14 +21,15 @@ def add_arguments(p):
 
     w = p.add_argument_group("weights (one)")
     w.add_argument("--weights", metavar="PATH",
-                   help="checkpoint for both frameworks (.pth/.safetensors official or timm layout, or .pdparams), "
-                        "converted through the mapping table")
+                   help="checkpoint for both frameworks (.pth/.safetensors official or timm layout, or .pdparams; "
+                        "a fine-tuned one continues with its own head), converted through the mapping table")
     w.add_argument("--random-weights", action="store_true", help="seeded random weights (numpy seed 2020)")
+    state_dicts.add_argument(w)
     p.add_argument("--arch", help=f"small|normal|large (default: from the weights; {DEFAULT_ARCH} with --random-weights)")
     h = p.add_argument_group("head")
     h.add_argument("--num-classes", type=int,
-                   help="replace the 1000-class head by a fresh one with this many classes (the same in both "
-                        "frameworks)")
+                   help="the head's size (default: the checkpoint's own, 1000 for --random-weights); another size "
+                        "than the checkpoint's replaces its head by a fresh one (the same in both frameworks)")
     h.add_argument("--head-seed", type=int, default=HEAD_SEED, help=f"seed of the fresh head (default {HEAD_SEED})")
     h.add_argument("--freeze-backbone", action="store_true", help="train only the head")
     o = p.add_argument_group("recipe")
@@ -66,7 +68,7 @@ def _weights(args):
     """(arch, official state with the requested head, weights info, head info)."""
     from converters.table.errors import CheckpointError
     from converters.files.pretrained import LoadReport, pretrained_state, with_head
-    from genet_arch import canonical_arch, get_arch
+    from genet_arch import DEFAULT_NUM_CLASSES, canonical_arch, get_arch
 
     from parity.core.seeded import WEIGHT_SEED, seeded_state
 
@@ -74,14 +76,18 @@ def _weights(args):
     if bool(args.weights) == bool(args.random_weights):
         raise CheckpointError(None, "give exactly one of --weights PATH or --random-weights")
     if args.random_weights:
+        if args.weights_key:
+            raise CheckpointError(None, "--weights-key chooses a state dict of --weights, not of --random-weights")
         arch = arch or DEFAULT_ARCH
-        state, replaced = with_head(seeded_state(arch), arch, args.num_classes or 1000, args.head_seed)
+        num_classes = args.num_classes or DEFAULT_NUM_CLASSES
+        state, replaced = with_head(seeded_state(arch), arch, num_classes, args.head_seed)
         head = LoadReport(source="seeded random weights", arch=arch, layout="official",
-                          num_classes=args.num_classes or 1000, checkpoint_classes=1000,
+                          num_classes=num_classes, checkpoint_classes=DEFAULT_NUM_CLASSES,
                           loaded=[k for k in state if k not in replaced], replaced=replaced,
                           head_seed=args.head_seed if replaced else None)
         return arch, state, {"source": "seeded", "seed": WEIGHT_SEED}, head.to_dict()
-    state, report = pretrained_state(args.weights, arch, args.num_classes, "official", args.head_seed)
+    state, report = pretrained_state(args.weights, arch, args.num_classes, "official", args.head_seed,
+                                     weights_key=args.weights_key)
     if arch is not None and report.arch != arch:
         raise CheckpointError(args.weights, f"holds GENet_{report.arch}, but GENet_{arch} was asked for")
     get_arch(report.arch)

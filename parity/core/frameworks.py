@@ -20,12 +20,12 @@ def layout_states(arch: str, official_state: Mapping[str, np.ndarray], fuse_bn: 
                   ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
     """(torch state, Paddle state) for the unfused or BN-folded models."""
     from converters.table import fuse
-    from converters.table.mapping import mapping_table
+    from converters.table.mapping import convert_state
 
     if fuse_bn:
         return (fuse.fuse_state(official_state, arch, fuse.FUSED),
                 fuse.fuse_state(official_state, arch, fuse.PADDLE_FUSED))
-    return dict(official_state), mapping_table(arch).convert(official_state, "official", "paddle")
+    return dict(official_state), convert_state(official_state, arch, "official", "paddle")
 
 
 def torch_device(device: str) -> str:
@@ -40,18 +40,25 @@ def torch_dtype(dtype: str):
 
 def torch_model(arch: str, state: Mapping[str, np.ndarray], fused: bool = False, device: str = "cpu",
                 dtype: str = "float32"):
-    """Eager torch GENet with `state` (official layout, or 'fused' when fused)."""
+    """Eager torch GENet with `state` (official layout, or 'fused' when fused;
+    the head it holds)."""
     import torch_ref
+    from converters.table.head import state_classes
 
-    model = torch_ref.load_state(torch_ref.build(arch, fused=fused), state, source="torch weights")
+    num_classes = state_classes(state, arch, "fused" if fused else "official")
+    model = torch_ref.load_state(torch_ref.build(arch, num_classes, fused=fused), state, source="torch weights")
     return model.to(device=torch_device(device), dtype=torch_dtype(dtype)).eval()
 
 
 def paddle_model(arch: str, state: Mapping[str, np.ndarray], fused: bool = False):
-    """Eager float32 Paddle GENet with `state` (Paddle layout, or 'paddle_fused')."""
+    """Eager float32 Paddle GENet with `state` (Paddle layout, or 'paddle_fused';
+    the head it holds)."""
     import paddle_genet
+    from converters.table.head import state_classes
 
-    model = paddle_genet.load_state(paddle_genet.build(arch, fused=fused), state, source="paddle weights")
+    num_classes = state_classes(state, arch, "paddle_fused" if fused else "paddle")
+    model = paddle_genet.load_state(paddle_genet.build(arch, num_classes, fused=fused), state,
+                                    source="paddle weights")
     model.eval()
     return model
 

@@ -69,19 +69,22 @@ def float64_copy(model):
 
 def float64_model(arch: str, state: Mapping[str, np.ndarray], fused: bool = False):
     """An eval-mode float64 `torch_ref` GENet holding `state` (official layout,
-    or the official fused layout when `fused`), checked key by key. Built on
-    the meta device: no float32 copy and no random initialisation happen."""
+    or the official fused layout when `fused`; with the head it holds),
+    checked key by key. Built on the meta device: no float32 copy and no
+    random initialisation happen."""
     import torch
 
     import torch_ref
     from converters.table.checks import check_keys
+    from converters.table.head import state_classes
     from converters.files.load import expected
 
     layout = "fused" if fused else "official"
-    check_keys({k: tuple(np.shape(v)) for k, v in state.items()}, expected(arch, layout),
+    num_classes = state_classes(state, arch, layout)
+    check_keys({k: tuple(np.shape(v)) for k, v in state.items()}, expected(arch, layout, num_classes),
                f"the {layout} layout of GENet_{arch}")
     with torch.device("meta"):
-        model = torch_ref.build(arch, fused=fused)
+        model = torch_ref.build(arch, num_classes, fused=fused)
     with warnings.catch_warnings():
         # Read-only (memory-mapped) arrays: the float64 copies below are new memory.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

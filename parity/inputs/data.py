@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from converters.table.errors import CheckpointError
+from genet_arch import DEFAULT_NUM_CLASSES
 
 # torchvision's IMG_EXTENSIONS, so the folder layout finds the same files.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -68,7 +69,7 @@ def _listing(problems: Sequence[str]) -> str:
     return f"\n  {shown}{more}"
 
 
-def parse_list(list_file: str, num_classes: int = 1000) -> List[Tuple[int, str, int]]:
+def parse_list(list_file: str, num_classes: int = DEFAULT_NUM_CLASSES) -> List[Tuple[int, str, int]]:
     """(line number, relative path, label) per line of a `val_list.txt`.
     Blank lines are ignored; anything else that is not exactly two fields with
     a label in [0, num_classes) is an error naming every bad line."""
@@ -94,7 +95,8 @@ def parse_list(list_file: str, num_classes: int = 1000) -> List[Tuple[int, str, 
             problems.append(f"line {number}: label {label!r} is not an integer")
             continue
         if not 0 <= value < num_classes:
-            problems.append(f"line {number}: label {value} outside [0, {num_classes})")
+            problems.append(f"line {number}: label {value} outside [0, {num_classes}): the model's head has "
+                            f"{num_classes} classes")
             continue
         path = path.replace("\\", "/")
         if path.startswith("/") or ".." in path.split("/"):
@@ -112,7 +114,7 @@ def parse_list(list_file: str, num_classes: int = 1000) -> List[Tuple[int, str, 
     return entries
 
 
-def from_list(root: str, list_file: str, num_classes: int = 1000) -> Dataset:
+def from_list(root: str, list_file: str, num_classes: int = DEFAULT_NUM_CLASSES) -> Dataset:
     entries = parse_list(list_file, num_classes)
     ds = Dataset(root=root, layout="list", list_file=list_file,
                  samples=[Sample(i, path, label) for i, (_, path, label) in enumerate(entries)])
@@ -124,14 +126,15 @@ def from_list(root: str, list_file: str, num_classes: int = 1000) -> Dataset:
     return ds
 
 
-def from_folders(root: str, num_classes: int = 1000) -> Dataset:
+def from_folders(root: str, num_classes: int = DEFAULT_NUM_CLASSES) -> Dataset:
     """torchvision ImageFolder: classes = sorted sub-folder names; images =
     files with an image extension found below each, in sorted order."""
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
     if not classes:
         raise DataError(root, "has no class sub-folders (for a flat folder of images, pass --list val_list.txt)")
     if len(classes) > num_classes:
-        raise DataError(root, f"has {len(classes)} class folders, the model has {num_classes} classes")
+        raise DataError(root, f"has {len(classes)} class folders, the model has {num_classes} classes (its head's "
+                              f"size): labels {num_classes}-{len(classes) - 1} could never be predicted")
     samples, empty = [], []
     for label, name in enumerate(classes):
         found = []
@@ -150,7 +153,18 @@ def from_folders(root: str, num_classes: int = 1000) -> Dataset:
     return Dataset(root=root, layout="folders", samples=samples, classes=classes)
 
 
-def open_dataset(root: str, list_file: Optional[str] = None, num_classes: int = 1000) -> Dataset:
+def class_note(dataset: Dataset, num_classes: int) -> Optional[str]:
+    """One line when a class-folder dataset has fewer classes than the
+    model's head (a subset, or a fine-tuned head evaluated on part of its
+    classes): which labels it gives. None otherwise."""
+    if dataset.classes is None or len(dataset.classes) >= num_classes:
+        return None
+    n = len(dataset.classes)
+    labels = "label 0" if n == 1 else f"labels 0-{n - 1}"
+    return f"{n} class folder{'s' if n != 1 else ''}: {labels} of a {num_classes}-class head"
+
+
+def open_dataset(root: str, list_file: Optional[str] = None, num_classes: int = DEFAULT_NUM_CLASSES) -> Dataset:
     """The list layout when a list file is given, else the folder layout."""
     if not os.path.isdir(root):
         raise DataError(root, "no such image folder")

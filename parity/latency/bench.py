@@ -17,6 +17,7 @@ from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
+from converters.table.head import state_classes
 from genet_arch import CARDS, canonical_arch
 
 from parity.fastpath import inference
@@ -386,7 +387,8 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
             after = compute_floor(arch, device, dt)
             floors[dt] = after if after["best_gflops"] > before["best_gflops"] else before
             floors[dt]["probed"] = "before and after the timing; the faster kept"
-    out = {"arch": f"GENet_{arch}", "device": device, "batch_size": batch,
+    out = {"arch": f"GENet_{arch}", "num_classes": state_classes(state, arch, "official"), "device": device,
+           "batch_size": batch,
            "batch_note": (f"batch {batch}" + (" (the CPU default; the authors' convention, batch 64, is the GPU "
                                                "default)" if kind == "cpu" and batch_size is None else "")),
            "weights": "seeded (numpy seed 2020, not trained)" if seeded else "given",

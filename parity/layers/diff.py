@@ -24,8 +24,9 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from converters.table.head import state_classes
 from converters.table.mapping import ModuleMapping, mapping_table
-from genet_arch import canonical_arch
+from genet_arch import DEFAULT_NUM_CLASSES, canonical_arch
 
 from parity.core import tolerances
 from parity.core.compare import REL_FLOOR_FRACTION, Diff, compare
@@ -110,6 +111,7 @@ class LayerDiffResult:
     reference_file: Optional[str] = None
     notes: List[str] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)  # seconds per phase (see parity.core.progress.PhaseClock)
+    num_classes: int = DEFAULT_NUM_CLASSES  # the head's size, read from the weights
 
     @property
     def coverage(self) -> float:
@@ -161,7 +163,8 @@ class LayerDiffResult:
             "coverage": {"compared": len(self.layers), "total": self.total, "fraction": self.coverage,
                          "missing": list(self.missing)},
             "failures": self.failures,
-            "arch": self.arch, "dtype": self.dtype, "device": self.device, "emulated": self.emulated,
+            "arch": self.arch, "num_classes": self.num_classes, "dtype": self.dtype, "device": self.device,
+            "emulated": self.emulated,
             "precision_note": EMULATION_NOTE if self.emulated else None,
             "tolerance": self.tolerance,
             "input": self.input_info, "weights": self.weights_info,
@@ -516,6 +519,7 @@ class _LayerDiff:
 
     def __init__(self, opts: _Options, table, reference_arrays: Dict[int, np.ndarray], clock: PhaseClock):
         self.opts = opts
+        self.num_classes = table.arch.classifier.out_features
         self.rows = table.modules
         self.reference = reference_arrays
         self.clock = clock
@@ -543,10 +547,11 @@ class _LayerDiff:
 
         o = self.opts
         with self.clock("build"):
-            t_model = torch_ref.load_state(torch_ref.build(o.arch), official_state, source="official weights")
+            t_model = torch_ref.load_state(torch_ref.build(o.arch, self.num_classes), official_state,
+                                           source="official weights")
             r_model = float64_copy(t_model) if o.relative else None
             with paddle.LazyGuard():  # no random init: every parameter is overwritten next
-                p_model = paddle_genet.build(o.arch)
+                p_model = paddle_genet.build(o.arch, self.num_classes)
             p_model = paddle_genet.load_state(p_model, paddle_state, source="Paddle weights")
         self.t_dev = torch.device("cuda" if o.device == "gpu" else "cpu")
         self._previous_paddle_device = paddle.device.get_device()
@@ -885,7 +890,9 @@ def run_layer_diff(arch: str, official_state: Optional[Mapping[str, np.ndarray]]
 
     start = time.perf_counter()
     opts = _options(arch, dtype, atol, rtol, device)
-    table = mapping_table(opts.arch)
+    # The head the weights hold (a fine-tuned checkpoint's): both states must agree, which convert() checks.
+    table = mapping_table(opts.arch, state_classes(official_state, opts.arch, "official") if official_state
+                          is not None else state_classes(paddle_state or {}, opts.arch, "paddle"))
     official_state, paddle_state, inputs, input_info = _prepare(table, opts, official_state, paddle_state, inputs,
                                                                 batch_size, input_info)
     clock = PhaseClock()
@@ -910,7 +917,7 @@ def run_layer_diff(arch: str, official_state: Optional[Mapping[str, np.ndarray]]
             bar.stop()
 
     return LayerDiffResult(
-        arch=opts.arch, dtype=opts.dtype, device=opts.device, emulated=opts.emulated,
+        arch=opts.arch, num_classes=diff.num_classes, dtype=opts.dtype, device=opts.device, emulated=opts.emulated,
         tolerance=tolerances.describe(atol, rtol, opts.dtype),
         layers=[diff.records[i] for i in sorted(diff.records)], total=len(diff.rows), missing=diff.missing,
         input_info=input_info, weights_info=dict(weights_info or {}), environment=environment(opts.device, opts.dtype),

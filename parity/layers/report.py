@@ -12,6 +12,8 @@ import math
 import re
 from typing import List, Optional
 
+from genet_arch import DEFAULT_NUM_CLASSES
+
 
 def _fmt(v, digits=3) -> str:
     if v is None:
@@ -29,7 +31,8 @@ def _verdict_line(d: dict) -> str:
     cov = d["coverage"]
     first = d["first_divergent"]
     head = "PASS" if d["pass"] else "FAIL"
-    parts = [f"{head}: GENet_{d['arch']}, {d['dtype']} on {d['device']}",
+    parts = [f"{head}: GENet_{d['arch']} ({d.get('num_classes', DEFAULT_NUM_CLASSES)}-class head), {d['dtype']} on "
+             f"{d['device']}",
              f"coverage {cov['compared']}/{cov['total']} modules"]
     if first:
         parts.append(f"first divergent: {first['torch_name']} (Paddle {first['paddle_name']}, {first['reason']})")

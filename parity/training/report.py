@@ -57,10 +57,14 @@ def setup_fields(d: dict) -> List[tuple]:
               ("batches", f"{b['steps']} x {b['batch_size']} {b['source']}, {b['preprocess']} preprocessing, "
                           f"seed {b['seed']}, sha256 {b['sha256'][:12]}"),
               ("weights", (w.get("path") or w.get("source", "given")) + (f" ({w['layout']})" if w.get("layout") else ""))]
+    if (h.get("state_dict") or {}).get("note"):
+        fields.append(("state dict", h["state_dict"]["note"]))
     if h.get("replaced"):
         fields.append(("head", f"replaced: {', '.join(h['replaced'])} ({h['checkpoint_classes']} -> "
                                f"{h['num_classes']} classes, fresh from numpy seed {h['head_seed']}, identical in "
                                "both frameworks)"))
+    elif h.get("num_classes"):
+        fields.append(("head", f"the weights' own, {h['num_classes']} classes"))
     return fields
 
 
