@@ -13,7 +13,8 @@ import pytest
 from parity.commands import certify_cmd
 from parity.certificate.page import to_html, to_json
 from parity.certificate.certify import (FAIL, INCONCLUSIVE, INFO, NOT_APPLICABLE, NOT_RUN, PASS, SKIPPED, STATUSES,
-                                        Check, CertifyOptions, Thresholds, certify, evaluation_checks, verdict)
+                                        CertificateCheck, CertifyOptions, Thresholds, certify, evaluation_checks,
+                                        verdict)
 
 EXPECTED_DEMO_CHECKS = {"conversion", "layer_diff", "logits_float32", "torch_top1_vs_published_float32",
                         "paddle_top1_vs_torch_float32", "agreement_float32", "evaluation_float16", "latency"}
@@ -196,7 +197,7 @@ def test_thresholds_are_configurable_and_subsets_are_not_judged_against_the_pape
 
 def test_verdict():
     def c(status):
-        return Check("x", "x", status, "-", "-")
+        return CertificateCheck("x", "x", status, "-", "-")
 
     assert verdict([c(PASS), c(INFO), c(SKIPPED)], demo=False) == PASS
     assert verdict([c(PASS), c(NOT_RUN)], demo=False) == "INCOMPLETE"
