@@ -26,19 +26,9 @@ def parse(argv):
     return p.parse_args(argv)
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cert")
-    cwd = os.getcwd()
-    os.chdir(out)
-    try:
-        opts = certify_cmd.build_options(parse(["--demo", "--limit", "4", "--workers", "0"]))
-        # the benchmark's own bookkeeping is tested elsewhere: eager paths, few iterations
-        opts.bench_options = {"warmup": 1, "iters": 2, "modes": ("eager",), "pipeline_workers": ()}
-        cert = certify(opts, say=lambda m: None)
-    finally:
-        os.chdir(cwd)
-    return cert, opts, out
+@pytest.fixture
+def demo(demo_certificate):
+    return demo_certificate  # tests/conftest.py: one small demo certificate for the whole session
 
 
 def test_demo_certificate_has_every_check_with_threshold_and_value(demo):

@@ -312,6 +312,7 @@ def latency_step(arch, opts: CertifyOptions, official, say) -> CertificateCheck:
     Reported, not judged, except that each timed path's logits must match."""
     try:
         from parity.latency.bench import measure_latency
+        from parity.latency.contention import caution
     except ImportError as e:
         return CertificateCheck("latency", "Latency (ms/image), both frameworks", NOT_RUN, "none (reported)", "-",
                      reason=f"the benchmark (parity.latency.bench.measure_latency) is not available: {e}")
@@ -326,18 +327,22 @@ def latency_step(arch, opts: CertifyOptions, official, say) -> CertificateCheck:
     skipped = [f"{r['framework']} {r['mode']} {r['dtype']} (not run: {r['skipped']})"
                for r in data["results"] if "skipped" in r]
     load = data["environment"].get("load_average")
+    other = data["environment"].get("other_load")  # parity.latency.contention
     pipeline = "; ".join(f"input pipeline {p['images_per_s']:.3g} images/s with {p['workers']} worker(s)"
                          for p in data.get("pipeline", []))
     measured = "; ".join([f"median ms/image: {medians or 'none timed'}", *skipped,
                           f"{data['batch_note']}, {data['warmup']} warm-up + {data['iters']} timed iterations",
                           *([f"load average {load[0]:.2f} on {data['environment'].get('cpu_count')} cores at the "
                              "start (other work slows every figure)"] if load else []),
+                          *([f"other work kept {other['cores_busy']:.2f} of {other['cpu_count']} cores busy while "
+                             "timing"] if other else []),
                           *([pipeline] if pipeline else [])])
+    reasons = ([f"logits differ from the reference for: {', '.join(wrong)}"] if wrong else []) + \
+        [x for x in [caution(data)] if x]
     return CertificateCheck("latency", "Latency (ms/image, median after warm-up), eager and best inference mode",
-                 FAIL if wrong else INFO,
-                 "reported beside the published figure; each timed path's logits must match torch eager float32",
-                 measured,
-                 reason=f"logits differ from the reference for: {', '.join(wrong)}" if wrong else "", details=data)
+                            FAIL if wrong else INFO,
+                            "reported beside the published figure; each timed path's logits must match torch eager "
+                            "float32", measured, reason="; ".join(reasons), details=data)
 
 
 def _predictions(results_path: str) -> List[dict]:

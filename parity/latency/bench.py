@@ -20,6 +20,7 @@ import numpy as np
 from converters.table.head import state_classes
 from genet_arch import CARDS, canonical_arch
 
+from parity.latency import contention
 from parity.fastpath import inference
 from parity.core.frameworks import check_dtype, layout_states, paddle_model, torch_device, torch_dtype, torch_model
 from parity.core.environment import environment
@@ -357,8 +358,10 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
         # eager goes last: run just before a predictor it slowed the predictor
         # by ~50% here (measured: 30 vs 20.5 ms/img, GENet_large batch 8).
         order = sorted(range(len(paths)), key=lambda i: paths[i][1].group)
+        before = contention.reading()
         timed = _time_paths([paths[i][1] for i in order], warmup, iters, interleave, pause=SWITCH_PAUSE_S,
                             on_warm=timing)
+        env["other_load"] = contention.other_load(before)  # other work on the cores while timing
         times = [None] * len(paths)
         for i, seconds in zip(order, timed):
             times[i] = seconds
