@@ -6,6 +6,7 @@ drawn. Also: the warning beside a latency figure timed on a busy machine."""
 from __future__ import annotations
 
 import copy
+import html
 import json
 import os
 import re
@@ -36,10 +37,7 @@ MEASURE = """<script>
              badges: Array.from(document.querySelectorAll('table.checks .badge')).map(box),
              values: Array.from(document.querySelectorAll('table.checks td[data-label=value]')).map(box),
              fonts: fonts};
-  var pre = document.createElement('pre');
-  pre.id = 'measure';
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
+  parent.document.getElementById('measure').textContent = JSON.stringify(out);
 })();
 </script>"""
 
@@ -61,12 +59,17 @@ def run_chromium(args, width, height=2400):
 
 
 def measure(html_text, tmp_path, width):
+    """The page in a `width`-px frame (headless Chromium's --dump-dom window is
+    never narrower than 500 px; a frame is), measured by MEASURE."""
+    inner = html_text.replace("</body>", MEASURE + "</body>")
     path = tmp_path / f"measure_{width}.html"
-    path.write_text(html_text.replace("</body>", MEASURE + "</body>"))
-    proc = run_chromium(["--dump-dom", path.as_uri()], width)
+    path.write_text(f'<!DOCTYPE html><html><body style="margin:0"><iframe style="border:0;width:{width}px;'
+                    f'height:2400px" srcdoc="{html.escape(inner, quote=True)}"></iframe><pre id="measure"></pre>'
+                    "</body></html>")
+    proc = run_chromium(["--dump-dom", path.as_uri()], 1400)
     m = re.search(r'<pre id="measure">(.*?)</pre>', proc.stdout, re.S)
-    assert m, (proc.returncode, proc.stderr[-2000:])
-    return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert m and m.group(1), (proc.returncode, proc.stderr[-2000:])
+    return json.loads(html.unescape(m.group(1)))
 
 
 def png_size(path):
