@@ -82,7 +82,10 @@ def parse_list(list_file: str, num_classes: int = DEFAULT_NUM_CLASSES) -> List[T
     line. Paths are compared in normal form ('./a.JPEG' is 'a.JPEG'), so an
     image listed twice under two spellings is named. A UTF-8 byte-order mark
     at the start is accepted."""
-    lines = read_text(list_file, MAX_LIST_BYTES, "a list file", "no such list file").splitlines()
+    try:
+        lines = read_text(list_file, MAX_LIST_BYTES, "a list file", "no such list file").splitlines()
+    except CheckpointError as e:
+        raise DataError(e.source, e.reason) from None
     entries, problems, seen = [], [], {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
