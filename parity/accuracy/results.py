@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 from converters.files.paths import decode_text, not_regular, read_bounded, too_large
+from converters.table.errors import CheckpointError
 
 from parity.inputs.data import DataError
 
@@ -156,12 +157,18 @@ def read_results(path: str, repair: bool = False, _fd: Optional[int] = None) -> 
     """The checked contents of a results file. A last line cut short by an
     interruption is dropped (and, with repair=True, truncated from the file);
     anything else wrong is an error naming the file and the line."""
-    raw = _read_raw(path, _fd)
+    try:
+        raw = _read_raw(path, _fd)
+    except CheckpointError as e:
+        raise DataError(e.source, e.reason) from None
     # Every line is written whole and ends in a newline, so only a last piece
     # without its newline can be an interrupted write.
     complete, newline, _ = raw.rpartition(b"\n")
     good_bytes = len(complete) + len(newline)
-    text = decode_text(path, complete)
+    try:
+        text = decode_text(path, complete)
+    except CheckpointError as e:
+        raise DataError(e.source, e.reason) from None
     header, records, chain, seen = None, [], CHAIN_START, {}
     allowed = None
     for number, line in enumerate(text.split("\n") if complete else [], start=1):
@@ -308,7 +315,8 @@ class ResultsWriter:
         except OSError as e:
             raise _unwritable(path, e, False) from None
         if mode is not None and not stat.S_ISREG(mode):
-            raise not_regular(path, mode, "a results file")
+            e = not_regular(path, mode, "a results file")
+            raise DataError(e.source, e.reason)
         parent = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(parent, exist_ok=True)
