@@ -397,7 +397,7 @@ def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sam
 
 def _content(batch, sample) -> dict:
     """The size and digest of an image's bytes as its worker read them."""
-    size, digest = batch.digests.get(sample.index, (None, None))
+    size, digest = batch.digests.get(sample, (None, None))
     return {"size": size, "digest": digest}
 
 

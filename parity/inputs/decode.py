@@ -116,7 +116,7 @@ class Batch:
     samples: list  # the decoded samples, in order
     inputs: np.ndarray  # float32 (len(samples), 3, R, R)
     failed: List[Tuple[object, str]] = field(default_factory=list)  # (sample, decoder error)
-    digests: dict = field(default_factory=dict)  # sample index -> (size, digest) where the bytes were read
+    digests: dict = field(default_factory=dict)  # sample -> (size, digest) of its bytes, where they were read
 
 
 class Decoder:
@@ -199,7 +199,7 @@ class Decoder:
             results = self._collect(pending)
             ok = [(s, r.crop) for s, r in zip(chunk, results) if r.crop is not None]
             failed = [(s, r.error) for s, r in zip(chunk, results) if r.crop is None]
-            digests = {s.index: (r.size, r.digest) for s, r in zip(chunk, results) if r.digest is not None}
+            digests = {s: (r.size, r.digest) for s, r in zip(chunk, results) if r.digest is not None}
             start = time.perf_counter()
             crops = np.stack([c for _, c in ok]) if ok else np.zeros((0, crop, crop, 3), np.uint8)
             inputs = normalize_batch(crops, self.arch)
