@@ -5,7 +5,9 @@ workers; left alone they would keep running and keep the parent's pipes open
 (so a caller waiting for the output would wait forever). Each worker asks
 Linux to kill it when its parent dies (prctl PR_SET_PDEATHSIG) and, where
 that is unavailable, a thread in it checks once a second that its parent is
-still the one that started it.
+still the one that started it. Linux sends that signal when the *thread*
+that started the worker ends: the pool starts its workers from the thread
+that submits work, which for the evaluation is the main thread.
 """
 from __future__ import annotations
 
