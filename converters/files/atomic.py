@@ -250,11 +250,18 @@ def commit_together(files: Iterable[AtomicFile]) -> None:
 
 
 def write_text_atomic(path: str, text: str) -> None:
-    """Write a report or summary so that readers see the old file or the whole new one."""
-    with AtomicFile(path) as out:
-        with open(out.tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        out.commit()
+    """Write a report or summary so that readers see the old file or the whole
+    new one. A failure (a full disk, a read-only or missing folder) is a
+    CheckpointError naming the file (exit 2): nothing was written."""
+    from converters.table.errors import CheckpointError
+
+    try:
+        with AtomicFile(path) as out:
+            with open(out.tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            out.commit()
+    except OSError as e:
+        raise CheckpointError(path, f"could not be written ({e.strerror or e}); nothing was written") from None
 
 
 def _raise_interrupt(signum, frame):

@@ -10,9 +10,7 @@ exactly a single run's summary.
 """
 from __future__ import annotations
 
-import json
-import os
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 

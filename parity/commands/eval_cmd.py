@@ -270,14 +270,10 @@ def throughput_line(t: dict) -> str:
 
 def write_json(path, data):
     """Atomic: a reader never sees half a summary; a failed write (a full
-    disk, a read-only folder) leaves nothing and names the file."""
+    disk, a read-only folder) leaves nothing and names the file (exit 2)."""
     from converters.files.io import write_text_atomic
-    from parity.inputs.data import DataError
 
-    try:
-        write_text_atomic(path, json.dumps(data, indent=2))
-    except OSError as e:
-        raise DataError(path, f"could not be written ({e.strerror or e}); nothing was written") from None
+    write_text_atomic(path, json.dumps(data, indent=2))
 
 
 def run(args) -> int:

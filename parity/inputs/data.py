@@ -14,7 +14,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import FrozenSet, List, Optional, Sequence, Tuple
 
 from converters.files.paths import canonical_relative, is_utf8_name, printable_name, read_text
 from converters.table.errors import CheckpointError
