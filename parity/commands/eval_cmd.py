@@ -178,6 +178,8 @@ def run_eval(args, console=None) -> dict:
     # The data are checked (every listed file present, every label within the
     # head read from the weights) before any model is built.
     dataset = open_dataset(args.data, args.list, num_classes)
+    results = args.results or default_results_path(arch, args.precision, shard)
+    refuse_outputs(args, results, dataset)  # now that the default name and the images are known
     note = class_note(dataset, num_classes)
     if note:
         progress.note(note)
@@ -186,8 +188,6 @@ def run_eval(args, console=None) -> dict:
     runners = build_runners(arch, frameworks, official, paddle_state, device, args.precision, runner=args.runner,
                             say=progress.note)
     header = make_header(arch, args.precision, device, runners, provenance, dataset, args.limit, shard, len(samples))
-    results = args.results or default_results_path(arch, args.precision, shard)
-    refuse_outputs(args, results, dataset)
     workers = default_threads() if args.workers is None else args.workers
     for label in header["runners"].values():
         progress.note(label)
