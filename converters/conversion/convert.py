@@ -84,13 +84,14 @@ def _check_paths(src: str, dst: str, force: bool, provenance: bool) -> None:
     # any name (a link, a hard link, `./x`), with --force or without.
     if same_file(src, dst):
         raise CheckpointError(dst, f"is the source file itself ({src}); choose another destination")
-    if provenance and same_file(src, dst + ".json"):
-        raise CheckpointError(dst + ".json", f"(the provenance record of {dst}) is the source file itself ({src}); "
-                                             f"it would be overwritten: choose another destination")
+    record = provenance_path(dst)
+    if provenance and same_file(src, record):
+        raise CheckpointError(record, f"(the provenance record of {dst}) is the source file itself ({src}); "
+                                      f"it would be overwritten: choose another destination")
     folder = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(folder):
         raise CheckpointError(dst, f"destination folder {folder} does not exist")
-    for path in [dst] + ([provenance_path(dst)] if provenance else []):
+    for path in [dst] + ([record] if provenance else []):
         if os.path.lexists(path) and not force:
             raise CheckpointError(path, "already exists; pass --force (force=True) to replace it")
         if os.path.isdir(path):
