@@ -93,7 +93,7 @@ class CertifyOptions:
 
 
 def _file_record(role: str, path: str) -> dict:
-    from converters.files.io import sha256_file
+    from converters.files.source import sha256_file
 
     return {"role": role, "path": os.path.abspath(path), "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
 

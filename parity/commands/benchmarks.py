@@ -566,7 +566,7 @@ def main(argv=None) -> int:
               "targets": TARGETS, "environment": environment("cpu")}
     env = child_env(threads)
     with tempfile.TemporaryDirectory(prefix="genet_bench_") as work:
-        from converters.files.io import write_torch
+        from converters.files.torch_format import write_torch
 
         archs = ("large",) if args.quick else ARCHS
         ckpts = {}
@@ -602,7 +602,7 @@ def main(argv=None) -> int:
     result["seconds"] = time.perf_counter() - start
     render(result, console)
     if args.json:
-        from converters.files.io import write_text_atomic
+        from converters.files.atomic import write_text_atomic
 
         write_text_atomic(args.json, json.dumps(result, indent=2))
         console.print(f"wrote {args.json}")

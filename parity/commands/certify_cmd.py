@@ -105,7 +105,7 @@ def build_options(args):
         if args.weights or args.data or args.list or args.pdparams or args.weights_key:
             raise DataError(None, "--demo uses built-in weights and data; drop --weights/--weights-key/--pdparams/"
                                   "--data/--list")
-        from converters.files.io import write_torch
+        from converters.files.torch_format import write_torch
 
         from parity.core.seeded import seeded_state
 

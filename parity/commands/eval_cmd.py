@@ -271,7 +271,7 @@ def throughput_line(t: dict) -> str:
 def write_json(path, data):
     """Atomic: a reader never sees half a summary; a failed write (a full
     disk, a read-only folder) leaves nothing and names the file (exit 2)."""
-    from converters.files.io import write_text_atomic
+    from converters.files.atomic import write_text_atomic
 
     write_text_atomic(path, json.dumps(data, indent=2))
 
