@@ -6,11 +6,12 @@ short allow-list `_safe_torch_globals` of harmless objects real checkpoints
 carry beside their weights). Only an explicit `trust_pickle=True` (the CLI's
 `--trust-pickle`) loads anything else, and it says so.
 
-Hostile files: a file's pickle work is bounded by its size and a zip's
-structure is checked against its pickle before torch reads it (`torch_file`);
-numpy objects are rebuilt from plain number types only (`safe_numpy`), and
-every tensor passes `tensor_check`, within a budget proportional to the
-file's size, before it becomes an array. See docs/convert.md, "Threat model".
+Hostile files: the pickle's work is bounded by its size before it is
+unpickled (`pickle_scan`), a `.pth`'s structure is checked against its pickle
+before torch reads it (`torch_file`), numpy objects are rebuilt from plain
+number types only (`safe_numpy`), and every tensor passes `tensor_check`,
+within a budget proportional to the file's size, before it becomes an array.
+See docs/convert.md, "Threat model".
 """
 from __future__ import annotations
 
