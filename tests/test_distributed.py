@@ -1,0 +1,222 @@
+"""`genet-parity eval` as one job of several processes: under torchrun, and
+under a launcher simulated here (each process given RANK, WORLD_SIZE,
+MASTER_ADDR and MASTER_PORT, as torchrun or a batch system sets them, but no
+agent to end the job when a process dies, so the job's own timeout must).
+
+GENet_small, seeded weights, 7 generated tiny images (7 is not divisible by 2
+or 3). Every test starts processes that import both frameworks, so they are
+marked `distributed` (about a minute together on 2 cores; `-m "not
+distributed"` leaves them out)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.distributed
+
+ARCH = "small"
+N_IMAGES = 7
+N_RIGHT = 4  # the first 4 labels are torch's own top-1, the others are not
+TIMEOUT_S = 4
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def image_set(tmp_path_factory):
+    """7 tiny noise images of different sizes; labels: torch_ref's top-1 for
+    the first N_RIGHT (recomputed here, image by image, without the eval
+    loop), another class for the rest."""
+    import torch
+
+    import torch_ref
+    from parity.core.seeded import seeded_state
+    from parity.inputs.preprocessing import preprocess
+
+    root = tmp_path_factory.mktemp("images")
+    (root / "img").mkdir()
+    model = torch_ref.load_state(torch_ref.build(ARCH), seeded_state(ARCH)).eval()
+    rng = np.random.default_rng(22)
+    lines, top1 = [], []
+    for i in range(N_IMAGES):
+        name = f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (20 + 3 * i, 28, 3), dtype=np.uint8)).save(root / "img" / name)
+        with Image.open(root / "img" / name) as im, torch.no_grad():
+            t = int(model(torch.from_numpy(preprocess(im, ARCH)[None])).argmax())
+        top1.append(t)
+        lines.append(f"{name} {t if i < N_RIGHT else (t + 1) % 1000}")
+    (root / "list.txt").write_text("\n".join(lines) + "\n")
+    return str(root / "img"), str(root / "list.txt"), top1
+
+
+def eval_args(image_set, results, *extra):
+    return ["eval", "--seeded", "--arch", ARCH, "--data", image_set[0], "--list", image_set[1], "--workers", "0",
+            "--threads", "1", "--runner", "eager", "--batch-size", "2", "--results", str(results),
+            "--collective-timeout", str(TIMEOUT_S), *extra]
+
+
+@pytest.fixture(scope="module")
+def single(image_set, tmp_path_factory):
+    """The reference: one plain process."""
+    out = tmp_path_factory.mktemp("single")
+    proc = subprocess.run([os.path.join(BIN, "genet-parity"), *eval_args(image_set, out / "r.jsonl"), "--json",
+                           str(out / "s.json")], capture_output=True, text=True, timeout=300,
+                          env=plain_env())
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((out / "s.json").read_text()), out / "r.jsonl"
+
+
+def plain_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
+    env.update(extra)
+    return env
+
+
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "PADDLE_TRAINER_ID",
+                      "PADDLE_TRAINERS_NUM", "PADDLE_TRAINER_ENDPOINTS", "TORCHELASTIC_USE_AGENT_STORE")
+
+
+def comparable(summary):
+    """A summary without what depends on the kernels' bits or the clock."""
+    return {k: v for k, v in summary.items()
+            if k not in ("logit_max_abs_diff", "logit_checks", "throughput", "dataset_note")}
+
+
+def records(path):
+    with open(path) as f:
+        lines = [json.loads(line) for line in f]
+    return lines[0], [r for r in lines[1:] if r["type"] == "image"], [r for r in lines[1:] if r["type"] == "check"]
+
+
+def assert_same_as_single(summary, results, single, image_set, n_processes):
+    expected, single_results = single
+    assert comparable(summary) == comparable(expected)
+    # independent of the single run: torch's top-1 recomputed image by image
+    assert summary["correct_top1"]["torch"] == N_RIGHT and summary["n_evaluated"] == N_IMAGES
+    header, images, checks = records(results)
+    assert header["shard"] is None and header["expected"] == N_IMAGES
+    assert [r["index"] for r in images] == list(range(N_IMAGES))  # each image once, in order
+    assert [r["pred"]["torch"][0] for r in images] == image_set[2]
+    assert [r["pred"] for r in images] == [r["pred"] for r in records(single_results)[1]]
+    assert checks and all(c["pass"] for c in checks)
+    if n_processes is not None:  # one start-up check per rank
+        assert len(checks) == n_processes
+    assert not [p for p in os.listdir(os.path.dirname(results)) if ".rank" in p]  # partial files removed
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_torchrun_job_equals_one_process(n, image_set, single, tmp_path):
+    results = tmp_path / "job.jsonl"
+    proc = subprocess.run([os.path.join(BIN, "torchrun"), "--standalone", "--nproc_per_node", str(n),
+                           os.path.join(BIN, "genet-parity"), *eval_args(image_set, results),
+                           "--json", str(tmp_path / "job.json")],
+                          capture_output=True, text=True, timeout=300, env=plain_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "job.json").read_text())
+    assert_same_as_single(summary, results, single, image_set, n)
+    assert summary["throughput"]["processes"] == n and summary["throughput"]["images"] == N_IMAGES
+    # rank 0 alone prints the summary; every rank shows its progress
+    assert proc.stdout.count(f"on {N_IMAGES} images") == 1
+    assert all(f"eval rank {k}/{n}" in proc.stderr for k in range(n))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(image_set, results, n, *extra, json_path=None):
+    """n processes with the variables a launcher sets, and no agent."""
+    port = free_port()
+    procs = []
+    for k in range(n):
+        env = plain_env(RANK=str(k), WORLD_SIZE=str(n), LOCAL_RANK=str(k), MASTER_ADDR="127.0.0.1",
+                        MASTER_PORT=str(port))
+        args = eval_args(image_set, results, *extra) + (["--json", str(json_path)] if json_path and k == 0 else [])
+        procs.append(subprocess.Popen([os.path.join(BIN, "genet-parity"), *args], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    return procs
+
+
+def finish(procs, timeout=300):
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=timeout)
+        out.append((p.returncode, stdout, stderr))
+    return out
+
+
+def test_killed_rank_ends_the_job_within_the_timeout_and_resume_completes_it(image_set, single, tmp_path):
+    results = tmp_path / "job.jsonl"
+    procs = launch(image_set, results, 2, "--batch-size", "1")
+    part = f"{results}.rank1of2"
+    deadline = time.monotonic() + 240
+    while not (os.path.exists(part) and os.path.getsize(part) > 0):  # rank 1 has begun to write its results
+        assert time.monotonic() < deadline and procs[1].poll() is None, finish(procs, 30)
+        time.sleep(0.02)
+    os.kill(procs[1].pid, signal.SIGSTOP)  # stopped first, so that it cannot finish before the kill
+    os.kill(procs[1].pid, signal.SIGKILL)
+    killed = time.monotonic()
+    (code0, _, err0), (code1, _, _) = finish(procs, timeout=120)
+    elapsed = time.monotonic() - killed
+    assert code1 == -signal.SIGKILL
+    assert code0 == 5, err0[-3000:]
+    assert "rank 1 of 2 has been silent" in err0 and "--resume" in err0
+    # rank 0 may still be finishing its own images when rank 1 dies; then one timeout, then the error
+    assert elapsed < TIMEOUT_S + 60, elapsed
+    assert not results.exists()  # nothing claims to be the whole job's file
+
+    # Without --resume, a partial file is never overwritten: the job ends with the file named.
+    codes = [c for c, _, _ in finish(launch(image_set, results, 2))]
+    assert 2 in codes and all(c != 0 for c in codes)
+
+    procs = launch(image_set, results, 2, "--resume", json_path=tmp_path / "job.json")
+    outs = finish(procs)
+    assert [c for c, _, _ in outs] == [0, 0], outs[0][2][-3000:] + outs[1][2][-3000:]
+    summary = json.loads((tmp_path / "job.json").read_text())
+    assert_same_as_single(summary, results, single, image_set, None)
+    assert outs[1][1] == ""  # only rank 0 prints to stdout
+
+    # A finished job resumed again evaluates nothing and reports the same summary.
+    again = finish(launch(image_set, results, 2, "--resume", json_path=tmp_path / "again.json"))
+    assert [c for c, _, _ in again] == [0, 0]
+    assert comparable(json.loads((tmp_path / "again.json").read_text())) == comparable(summary)
+
+
+def test_a_rank_that_fails_stops_the_others_at_once(image_set, tmp_path):
+    """Rank 1 refuses its input (an existing partial file without --resume):
+    rank 0 ends with its message, long before the timeout."""
+    results = tmp_path / "job.jsonl"
+    (tmp_path / "job.jsonl.rank1of2").write_text("not a results file\n")
+    started = time.monotonic()
+    (code0, _, err0), (code1, _, err1) = finish(launch(image_set, results, 2, "--collective-timeout", "120"))
+    assert code1 == 2 and "already exists" in err1
+    assert code0 == 5 and "rank 1 of 2 failed" in err0 and "already exists" in err0
+    assert time.monotonic() - started < 100
+
+
+def test_resume_of_an_unfinished_single_process_file_evaluates_only_the_rest(image_set, single, tmp_path):
+    """A single process's unfinished results file, continued by a job of 3:
+    the images it holds are kept, the rest evaluated once."""
+    _, single_results = single
+    results = tmp_path / "job.jsonl"
+    with open(single_results) as f:
+        lines = f.read().splitlines(keepends=True)
+    kept = [line for line in lines if json.loads(line)["type"] != "image"] + \
+        [line for line in lines if json.loads(line)["type"] == "image"][:3]
+    results.write_text("".join(kept))
+    outs = finish(launch(image_set, results, 3, "--resume", json_path=tmp_path / "job.json"))
+    assert [c for c, _, _ in outs] == [0, 0, 0], outs[0][2][-3000:]
+    assert "3 of 7 images already in" in outs[0][2]
+    summary = json.loads((tmp_path / "job.json").read_text())
+    assert summary["throughput"]["images"] == N_IMAGES - 3  # the kept ones were not evaluated again
+    assert_same_as_single(summary, results, single, image_set, None)
