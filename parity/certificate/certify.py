@@ -352,15 +352,53 @@ def _predictions(results_path: str) -> List[dict]:
 
 
 # ---------------------------------------------------------------- the run
-def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=None, progress=None) -> dict:
+def _evaluate(opts, arch, dataset, samples, official, paddle_state, paddle_name, source, device, precision, say,
+              progress, on_batch, step, job):
+    """The evaluation step at one precision: (summary, results path); under
+    a job, this rank's slice of it (the summary None but at rank 0)."""
+    from parity.accuracy.evaluate import RunTimes, batch_detail, build_runners, evaluate, logit_check, make_header
+
+    share = len(samples) if job is None else len(samples[job.rank::job.world])
+    step(f"evaluation ({precision}, {len(samples):,} images)", total=share, unit="images")
+    if progress is not None:
+        on_batch = (lambda n, counts: progress.update(advance=n, detail=batch_detail(counts, ["torch", "paddle"])))
+    runners = build_runners(arch, ["torch", "paddle"], official, paddle_state, device, precision,
+                            runner=opts.runner, say=say)
+    header = make_header(arch, precision, device, runners,
+                         {"source": os.path.basename(opts.weights), "sha256": source.sha256,
+                          "num_classes": source.num_classes, "paddle": paddle_name},
+                         dataset, opts.limit, None, len(samples))
+    results_path = f"{opts.out_prefix}.eval_{precision}.jsonl"
+    times = RunTimes()
+    run = evaluate
+    if job is not None:
+        from functools import partial
+
+        from parity.accuracy.distributed import evaluate_job
+
+        run = partial(evaluate_job, job, say=say)
+    summary = run(runners, dataset, samples, header, results_path,
+                  resume=opts.resume, skip_bad=opts.skip_bad, batch_size=opts.batch_size,
+                  workers=opts.workers, on_batch=on_batch,
+                  check=logit_check(arch, official, runners, device, precision), times=times)
+    if summary is not None and "throughput" not in summary:
+        summary["throughput"] = times.summary(list(runners))
+    return summary, results_path
+
+
+def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=None, progress=None,
+            job=None) -> Optional[dict]:
     """Run every step; `progress` (a parity.core.progress.Progress) shows each step
     with what comes next and counts modules and images; without it `say`
-    gets one line per step and `on_batch` the evaluation's batches."""
+    gets one line per step and `on_batch` the evaluation's batches.
+    job: a parity.accuracy.distributed.Job: its rank 0 runs every step and
+    every rank a slice of the evaluations; the certificate is rank 0's
+    (None elsewhere), the one a single process would write."""
     from converters.files.load import load_weights, to_layout
 
     from parity.inputs.data import class_note, open_dataset, select
     from parity.inputs.decode import Decoder
-    from parity.accuracy.evaluate import RunTimes, build_runners, evaluate, logit_check, make_header, normalize_device
+    from parity.accuracy.evaluate import normalize_device
 
     start = time.perf_counter()
     if progress is not None:
@@ -405,14 +443,30 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
         else:
             say(text)
 
-    step("conversion with verification")
-    checks, paddle_path = conversion_step(opts, arch, say)
+    lead = job is None or job.rank == 0
     official = to_layout(source, "official")
-    paddle_state = to_layout(load_weights(paddle_path, arch=arch, layout="paddle"), "paddle") if paddle_path else None
-    if paddle_path and paddle_path != opts.pdparams:
-        inputs.append({**_file_record("converted", paddle_path), "role": "converted pdparams (written here)"})
+    checks, paddle_state, paddle_name = [], None, None
+    if lead:
+        step("conversion with verification")
+        checks, paddle_path = conversion_step(opts, arch, say)
+        if paddle_path:
+            paddle_state = to_layout(load_weights(paddle_path, arch=arch, layout="paddle"), "paddle")
+            paddle_name = os.path.basename(paddle_path)
+        if paddle_path and paddle_path != opts.pdparams:
+            inputs.append({**_file_record("converted", paddle_path), "role": "converted pdparams (written here)"})
+    if job is not None:
+        # The other ranks evaluate exactly the Paddle weights rank 0 verified (none: the conversion failed).
+        if not lead:
+            say("waiting for rank 0's conversion and layer diff")
+        paddle_state, paddle_name = job.broadcast((paddle_state, paddle_name) if lead else None, "converted")
 
     evaluations, predictions, accuracy = {}, {}, {}
+    if not lead:
+        if paddle_state is not None:
+            for precision in precisions:
+                _evaluate(opts, arch, dataset, samples, official, paddle_state, paddle_name, source, device,
+                          precision, say, progress, on_batch, step, job)
+        return None
     if paddle_state is None:
         reason = "the conversion failed, so there is no Paddle model to compare"
         checks.append(Check("layer_diff", "Layer diff", NOT_RUN, "-", "-", reason=reason))
@@ -428,24 +482,8 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
             if progress is not None else None
         checks.append(layer_diff_step(arch, official, paddle_state, first.inputs, info, device, say, on_layer))
         for precision in precisions:
-            step(f"evaluation ({precision}, {len(samples):,} images)", total=len(samples), unit="images")
-            if progress is not None:
-                from parity.accuracy.evaluate import batch_detail
-
-                on_batch = (lambda n, counts: progress.update(advance=n, detail=batch_detail(counts, ["torch", "paddle"])))
-            runners = build_runners(arch, ["torch", "paddle"], official, paddle_state, device, precision,
-                                    runner=opts.runner, say=say)
-            header = make_header(arch, precision, device, runners,
-                                 {"source": os.path.basename(opts.weights), "sha256": source.sha256,
-                                  "num_classes": source.num_classes, "paddle": os.path.basename(paddle_path)},
-                                 dataset, opts.limit, None, len(samples))
-            results_path = f"{opts.out_prefix}.eval_{precision}.jsonl"
-            times = RunTimes()
-            summary = evaluate(runners, dataset, samples, header, results_path,
-                               resume=opts.resume, skip_bad=opts.skip_bad, batch_size=opts.batch_size,
-                               workers=opts.workers, on_batch=on_batch,
-                               check=logit_check(arch, official, runners, device, precision), times=times)
-            summary["throughput"] = times.summary(list(runners))
+            summary, results_path = _evaluate(opts, arch, dataset, samples, official, paddle_state, paddle_name,
+                                              source, device, precision, say, progress, on_batch, step, job)
             evaluations[precision] = summary
             checks.append(logit_check_row(summary, precision))
             predictions[precision] = _predictions(results_path)
@@ -465,6 +503,7 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
         checks.append(Check("latency", "Latency (ms/image)", NOT_RUN, "-", "-", reason="disabled with --no-bench"))
 
     return {
+        **({"job": {"launcher": job.launch.launcher, "processes": job.world}} if job is not None else {}),
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "title": title(f"GENet_{arch}", opts.demo, source.num_classes),

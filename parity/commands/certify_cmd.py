@@ -53,6 +53,9 @@ def add_arguments(p):
     p.add_argument("--bench-iters", type=int, help="timed latency iterations (default: the benchmark's, 100)")
     p.add_argument("--bench-batch-size", type=int, help="latency batch (default: 64 on a GPU, 1 on a CPU)")
     p.add_argument("--threads", type=int, help="threads for both frameworks (default: all cores)")
+    from parity.commands.eval_cmd import add_job_arguments
+
+    add_job_arguments(p)
 
 
 def make_demo_data(folder: str):
@@ -91,7 +94,8 @@ def bench_options(args, demo=False) -> dict:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def build_options(args):
+def build_options(args, job=None):
+    """job: the launched job this process is a rank of (None: a plain process)."""
     from genet_arch import canonical_arch
 
     from parity.certificate.certify import CertifyOptions, Thresholds
@@ -111,13 +115,21 @@ def build_options(args):
 
         arch = canonical_arch(args.arch or "small")
         prefix = args.out or f"genet_demo_certificate_{arch}"
-        folder = f"{prefix}_data"
+        # Each rank of a job writes its own copy of the demo data: no two processes write one file.
+        folder = f"{prefix}_data" + (f"_rank{job.rank}" if job is not None and job.rank else "")
         data, list_file = make_demo_data(folder)
         if not args.resume:  # a demo is rebuilt from scratch each time; its old per-image results go
+            from parity.accuracy.distributed import part_path
+
             for precision in ("float32", "float16"):
                 stale = f"{prefix}.eval_{precision}.jsonl"
-                if os.path.exists(stale):
-                    os.remove(stale)
+                # the one results file is rank 0's; a partial file its rank's
+                mine = [] if job is not None and job.rank else [stale]
+                if job is not None:
+                    mine.append(part_path(stale, job.rank, job.world))
+                for path in mine:
+                    if os.path.exists(path):
+                        os.remove(path)
         weights = os.path.join(folder, f"GENet_{arch}_seeded.pth")
         write_torch(seeded_state(arch), weights)
         return CertifyOptions(arch=arch, weights=weights, data=data, list_file=list_file, out_prefix=prefix,
@@ -151,6 +163,18 @@ def exit_code(cert: dict) -> int:
 
 
 def run(args) -> int:
+    from parity.accuracy.distributed import Job, detect, rank_device
+    from parity.accuracy.evaluate import normalize_device
+
+    launch = detect()
+    if launch is None:
+        return _run(args)
+    with Job(launch, rank_device(normalize_device(args.device), launch), args.collective_timeout) as job:
+        args.device = rank_device(normalize_device(args.device), launch)
+        return _run(args, job)
+
+
+def _run(args, job=None) -> int:
     from parity.certificate.page import print_certificate, to_html, to_json
     from parity.certificate.certify import certify
     from parity.core.progress import Progress
@@ -158,14 +182,18 @@ def run(args) -> int:
     from parity.core.textout import Out
 
     out = Out()
-    opts = build_options(args)
+    opts = build_options(args, job)
     t = opts.thresholds
+    if job is not None and job.rank:  # rank 0 prints and writes the certificate; this rank evaluates its slice
+        with Progress(f"certify rank {job.rank}/{job.world}") as progress:
+            certify(opts, progress=progress, job=job)
+        return 0
     out.print(f"Thresholds: torch top-1 within {t.torch_top1_points:g} points of the published figure; Paddle "
               f"top-1 within {t.paddle_top1_points:g} points of torch's; top-1 agreement >= "
               f"{t.min_agreement_pct:g}% (float32), each decided on its 95% interval; a given .pdparams within "
               f"{t.pdparams_max_abs:g} of the conversion.")
-    with Progress("certify") as progress:
-        cert = certify(opts, progress=progress)
+    with Progress("certify" if job is None else f"certify rank 0/{job.world}") as progress:
+        cert = certify(opts, progress=progress, job=job)
     json_path, html_path = f"{opts.out_prefix}.json", f"{opts.out_prefix}.html"
     write_atomic(json_path, to_json(cert))
     write_atomic(html_path, to_html(cert))
