@@ -248,3 +248,117 @@ def test_torchrun_certify_equals_one_process(tmp_path):
         == strip and [p["index"] for p in three["predictions"]["float32"]] == list(range(7))
     assert len(three["evaluation"]["float32"]["logit_checks"]) == 3
     assert job.stdout.count("Verdict:") == 1
+
+
+# ---------------------------------------------------------------- two environments
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    from converters.files.io import write_torch
+    from parity.core.seeded import seeded_state
+
+    path = tmp_path_factory.mktemp("weights") / "GENet_small_seeded.pth"
+    write_torch(seeded_state(ARCH), str(path))
+    return str(path)
+
+
+def eval_file(image_set, weights, results, *extra):
+    """A plain `eval --weights` process (each framework's run is a process of its own, as in two environments)."""
+    args = eval_args(image_set, results, *extra)
+    args[1:3] = ["--weights", weights, "--arch"]
+    proc = subprocess.run([os.path.join(BIN, "genet-parity"), *args], capture_output=True, text=True, timeout=300,
+                          env=plain_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return str(results)
+
+
+@pytest.fixture(scope="module")
+def split_runs(image_set, weights_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("split")
+    return (eval_file(image_set, weights_file, out / "both.jsonl"),
+            eval_file(image_set, weights_file, out / "torch.jsonl", "--framework", "torch"),
+            eval_file(image_set, weights_file, out / "paddle.jsonl", "--framework", "paddle"))
+
+
+def test_torch_only_and_paddle_only_runs_pair_into_the_run_of_both(split_runs, image_set):
+    from parity.commands.merge_cmd import merge
+
+    both, torch_file, paddle_file = split_runs
+    expected = merge([both])
+    paired = merge([paddle_file, torch_file])  # either order
+    assert comparable(paired) == {k: v for k, v in comparable(expected).items()} | \
+        {"environments": paired["environments"], "paired_from": paired["paired_from"]}
+    assert paired["correct_top1"] == {"torch": N_RIGHT, "paddle": N_RIGHT}  # labels from torch_ref, image by image
+    assert paired["paired"]["a_only_correct"] == paired["paired"]["b_only_correct"] == 0
+    assert paired["logit_max_abs_diff"] is None  # no logits in single-framework files: not measured, not faked
+    envs = paired["environments"]
+    assert set(envs) == {"torch", "paddle"} and all(e["schema"] == "genet-parity/environment/1" for e in envs.values())
+    assert paired["paired_from"] == {"torch": torch_file, "paddle": paddle_file}
+    assert len(paired["logit_checks"]) == 2 and paired["logit_checks_pass"]
+
+
+def edited(path, tmp_path, name, edit):
+    """A copy of a results file with its header changed by `edit`."""
+    with open(path) as f:
+        lines = f.read().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    edit(header)
+    out = tmp_path / name
+    out.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+    return str(out)
+
+
+def test_pairing_refuses_different_runs_naming_the_field(split_runs, tmp_path):
+    from parity.commands.merge_cmd import merge
+    from parity.inputs.data import DataError
+
+    both, torch_file, paddle_file = split_runs
+    cases = {"precision": lambda h: h.update(precision="float16"),
+             "weights.sha256": lambda h: h["weights"].update(sha256="0" * 64),
+             "dataset": lambda h: h["dataset"].update(fingerprint_sha256="1" * 64),
+             "limit": lambda h: h.update(limit=3),
+             "arch": lambda h: h.update(arch="large")}
+    for field, edit in cases.items():
+        with pytest.raises(DataError, match=rf"differ in {field}\b"):
+            merge([torch_file, edited(paddle_file, tmp_path, f"{field}.jsonl", edit)])
+    with open(paddle_file) as f:
+        lines = f.read().splitlines(keepends=True)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("".join(lines[:-2]))
+    with pytest.raises(DataError, match="is unfinished: 5 of 7 images"):
+        merge([torch_file, str(cut)])
+    with pytest.raises(DataError, match="different run .*differs in frameworks"):
+        merge([torch_file, both, paddle_file])
+    with pytest.raises(DataError, match="one torch-only and one Paddle-only"):
+        from parity.accuracy.evaluate import read_results
+        from parity.accuracy.pairing import pair
+
+        pair([(p, *read_results(p)) for p in (torch_file, torch_file)])
+
+
+def test_certify_takes_the_paired_evaluation(split_runs, image_set, weights_file, tmp_path):
+    """`merge --results` writes the pair as a run of both, which certify
+    certifies instead of evaluating again; the certificate keeps both
+    environments. A pair of other weights is refused, naming the field."""
+    from parity.commands.cli import main
+
+    both, torch_file, paddle_file = split_runs
+    paired = str(tmp_path / "paired.jsonl")
+    assert main(["merge", torch_file, paddle_file, "--results", paired]) == 0
+    common = ["certify", "--weights", weights_file, "--data", image_set[0], "--list", image_set[1], "--no-bench",
+              "--workers", "0", "--threads", "1", "--batch-size", "2"]
+    assert main(common + ["--eval-results", paired, "--out", str(tmp_path / "c")]) == 4  # INCOMPLETE: no bench
+    cert = json.loads((tmp_path / "c.json").read_text())
+    assert main(common + ["--out", str(tmp_path / "here")]) == 4
+    here = json.loads((tmp_path / "here.json").read_text())
+    assert set(cert["evaluation_environments"]["float32"]) == {"torch", "paddle"}
+    assert cert["evaluation"]["float32"]["given"]["results"] == paired
+    assert cert["accuracy"] == here["accuracy"]
+    rows = lambda c: [(r["id"], r["status"], r["measured"]) for r in c["checks"]  # noqa: E731
+                      if r["id"] in ("torch_top1_vs_published_float32", "paddle_top1_vs_torch_float32",
+                                     "agreement_float32")]
+    assert rows(cert) == rows(here) and len(rows(cert)) == 3
+    strip = lambda c: [{k: v for k, v in p.items() if k != "logit_max_abs_diff"}  # noqa: E731
+                       for p in c["predictions"]["float32"]]
+    assert strip(cert) == strip(here)
+    other = edited(paired, tmp_path, "other.jsonl", lambda h: h["weights"].update(sha256="0" * 64))
+    assert main(common + ["--eval-results", other, "--out", str(tmp_path / "x")]) == 2

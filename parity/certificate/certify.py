@@ -87,6 +87,7 @@ class CertifyOptions:
     bench: bool = True
     bench_options: dict = field(default_factory=dict)
     weights_key: Optional[str] = None  # which state dict of a training checkpoint (converters.files.state_dicts)
+    eval_results: Optional[str] = None  # a finished float32 run of both frameworks (or a pair) to certify, not rerun
 
 
 def _file_record(role: str, path: str) -> dict:
@@ -352,6 +353,48 @@ def _predictions(results_path: str) -> List[dict]:
 
 
 # ---------------------------------------------------------------- the run
+def given_evaluation(opts, arch, dataset, samples, source, paddle_path) -> dict:
+    """The summary of `opts.eval_results`, a finished float32 results file of
+    both frameworks (a run of both, or `merge --results` of a torch-only and
+    a Paddle-only run), after checking that it evaluated what this
+    certificate certifies: these weights (the Paddle side: their conversion
+    by the mapping table, or the very --pdparams given here), this list and
+    limit, the official preprocessing of this arch, float32, every image."""
+    from converters.files.io import sha256_file
+
+    from parity.accuracy.evaluate import RECORD_TYPES, make_header, read_results, summarize
+    from parity.inputs.data import DataError
+
+    path = opts.eval_results
+    header, records = read_results(path)
+    ours = make_header(arch, "float32", "cpu", {}, {}, dataset, opts.limit, None, len(samples))
+    weights = header.get("weights") or {}
+    given_pdparams = (weights.get("pdparams") or {}).get("sha256")
+    wanted_pdparams = sha256_file(opts.pdparams) if opts.pdparams else None
+    differ = [f for f in ("arch", "precision", "dataset", "limit") if header.get(f) != ours[f]]
+    if weights.get("sha256") != source.sha256:
+        differ.append(f"weights.sha256 ({weights.get('sha256') or weights.get('source')} vs {source.sha256} of "
+                      f"{opts.weights})")
+    if given_pdparams != wanted_pdparams:
+        differ.append(f"weights.pdparams (Paddle evaluated {given_pdparams or 'the conversion of the weights'}, "
+                      f"this certificate {wanted_pdparams or 'the conversion of the weights'})")
+    if differ:
+        raise DataError(path, f"is not an evaluation of what this certificate certifies: it differs in "
+                              f"{', '.join(differ)}")
+    if sorted(header.get("frameworks") or []) != ["paddle", "torch"]:
+        raise DataError(path, f"holds {'+'.join(header.get('frameworks') or [])} only: give a run of both "
+                              "frameworks, or pair two runs with `genet-parity merge TORCH PADDLE --results PATH`")
+    done = {r["index"] for r in records if r["type"] in RECORD_TYPES}
+    if done != {s.index for s in samples}:
+        raise DataError(path, f"is unfinished or of other images: {len(done)} images, {len(samples)} to certify")
+    summary = summarize(header, records)
+    for key in ("environments", "paired_from"):
+        if header.get(key):
+            summary[key] = header[key]
+    summary["given"] = {"results": os.path.abspath(path), "sha256": sha256_file(path)}
+    return summary
+
+
 def _evaluate(opts, arch, dataset, samples, official, paddle_state, paddle_name, source, device, precision, say,
               progress, on_batch, step, job):
     """The evaluation step at one precision: (summary, results path); under
@@ -445,7 +488,7 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
 
     lead = job is None or job.rank == 0
     official = to_layout(source, "official")
-    checks, paddle_state, paddle_name = [], None, None
+    checks, paddle_state, paddle_name, paddle_path = [], None, None, None
     if lead:
         step("conversion with verification")
         checks, paddle_path = conversion_step(opts, arch, say)
@@ -464,6 +507,8 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
     if not lead:
         if paddle_state is not None:
             for precision in precisions:
+                if precision == "float32" and opts.eval_results:
+                    continue  # rank 0 reads the given evaluation
                 _evaluate(opts, arch, dataset, samples, official, paddle_state, paddle_name, source, device,
                           precision, say, progress, on_batch, step, job)
         return None
@@ -482,8 +527,14 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
             if progress is not None else None
         checks.append(layer_diff_step(arch, official, paddle_state, first.inputs, info, device, say, on_layer))
         for precision in precisions:
-            summary, results_path = _evaluate(opts, arch, dataset, samples, official, paddle_state, paddle_name,
-                                              source, device, precision, say, progress, on_batch, step, job)
+            if precision == "float32" and opts.eval_results:
+                step(f"evaluation ({precision}, {len(samples):,} images)")
+                summary, results_path = given_evaluation(opts, arch, dataset, samples, source, paddle_path), \
+                    opts.eval_results
+                say(f"evaluation: {opts.eval_results} ({summary['n_evaluated']:,} images, not rerun here)")
+            else:
+                summary, results_path = _evaluate(opts, arch, dataset, samples, official, paddle_state, paddle_name,
+                                                  source, device, precision, say, progress, on_batch, step, job)
             evaluations[precision] = summary
             checks.append(logit_check_row(summary, precision))
             predictions[precision] = _predictions(results_path)
@@ -517,6 +568,9 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
         "inputs": inputs,
         "dataset": {**dataset.describe(), "evaluated": len(samples), "limit": opts.limit, "note": dataset_note},
         "environment": environment(device),  # parity.core.environment
+        # Where each framework of a given (--eval-results) evaluation ran: two environments for a pair.
+        **({"evaluation_environments": {p: e["environments"] for p, e in evaluations.items() if e.get("environments")}}
+           if any(e.get("environments") for e in evaluations.values()) else {}),
         "checks": [asdict(c) for c in checks],
         "evaluation": evaluations,
         "accuracy": accuracy,  # top-1 per framework with its 95% interval

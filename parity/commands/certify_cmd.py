@@ -40,6 +40,10 @@ def add_arguments(p):
                    help="fast (default): Paddle evaluated on its inference predictor, checked at start-up; eager")
     p.add_argument("--skip-bad", action="store_true", help="skip undecodable images (listed in the certificate)")
     p.add_argument("--resume", action="store_true", help="continue interrupted evaluations from their results files")
+    p.add_argument("--eval-results", metavar="PATH",
+                   help="certify this finished float32 evaluation instead of running it: a run of both frameworks "
+                        "of these weights and list, or `genet-parity merge TORCH PADDLE --results PATH` of a "
+                        "torch-only and a Paddle-only run made in two environments")
     p.add_argument("--torch-top1-tolerance", type=float, default=t.torch_top1_points, metavar="POINTS",
                    help=f"|torch top-1 - published| allowed (default {t.torch_top1_points})")
     p.add_argument("--paddle-top1-tolerance", type=float, default=t.paddle_top1_points, metavar="POINTS",
@@ -106,9 +110,9 @@ def build_options(args, job=None):
                             args.pdparams_atol)
     workers = default_threads() if args.workers is None else args.workers
     if args.demo:
-        if args.weights or args.data or args.list or args.pdparams or args.weights_key:
+        if args.weights or args.data or args.list or args.pdparams or args.weights_key or args.eval_results:
             raise DataError(None, "--demo uses built-in weights and data; drop --weights/--weights-key/--pdparams/"
-                                  "--data/--list")
+                                  "--data/--list/--eval-results")
         from converters.files.io import write_torch
 
         from parity.core.seeded import seeded_state
@@ -147,7 +151,7 @@ def build_options(args, job=None):
                           workers=workers, device=args.device, runner=getattr(args, 'runner', 'fast'),
                           skip_bad=args.skip_bad, resume=args.resume,
                           thresholds=thresholds, bench=not args.no_bench, bench_options=bench_options(args),
-                          weights_key=args.weights_key)
+                          weights_key=args.weights_key, eval_results=args.eval_results)
 
 
 def exit_code(cert: dict) -> int:

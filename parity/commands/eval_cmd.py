@@ -178,6 +178,11 @@ def _run_eval(args, console=None, job=None):
     runners = build_runners(arch, frameworks, official, paddle_state, device, args.precision, runner=args.runner,
                             say=progress.note)
     header = make_header(arch, args.precision, device, runners, provenance, dataset, args.limit, shard, len(samples))
+    from parity.core.environment import environment
+
+    # Where this run ran (not part of its identity): a torch-only and a Paddle-only run paired by
+    # `merge` keep both environments.
+    header["environment"] = environment(device, args.precision)
     results = args.results or default_results_path(arch, args.precision, shard)
     workers = default_threads() if args.workers is None else args.workers
     for label in header["runners"].values():
