@@ -128,6 +128,20 @@ def test_torchrun_job_equals_one_process(n, image_set, single, tmp_path):
     assert all(f"eval rank {k}/{n}" in proc.stderr for k in range(n))
 
 
+def test_paddle_launch_job_equals_one_process(image_set, single, tmp_path):
+    """The same job under `python -m paddle.distributed.launch` (its ranks meet at trainer 0's endpoint)."""
+    results = tmp_path / "job.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+                           str(tmp_path / "log"), os.path.join(BIN, "genet-parity"), *eval_args(image_set, results),
+                           "--json", str(tmp_path / "job.json")],
+                          capture_output=True, text=True, timeout=300, env=plain_env(), cwd=tmp_path)
+    logs = "".join((tmp_path / "log" / f"workerlog.{k}").read_text() for k in (0, 1))
+    assert proc.returncode == 0, proc.stdout[-2000:] + logs[-3000:]
+    assert_same_as_single(json.loads((tmp_path / "job.json").read_text()), results, single, image_set, 2)
+    assert (tmp_path / "log" / "workerlog.0").read_text().count(f"on {N_IMAGES} images") == 1
+    assert f"on {N_IMAGES} images" not in (tmp_path / "log" / "workerlog.1").read_text()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
