@@ -218,6 +218,17 @@ def test_a_rank_that_fails_stops_the_others_at_once(image_set, tmp_path):
     assert time.monotonic() - started < 100
 
 
+def test_a_rank_that_never_starts_ends_the_job_within_the_timeout(image_set, tmp_path):
+    """Rank 1 of 2 never comes: rank 0 gives up on the rendezvous after the timeout."""
+    port = free_port()
+    env = plain_env(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    started = time.monotonic()
+    proc = subprocess.run([os.path.join(BIN, "genet-parity"), *eval_args(image_set, tmp_path / "r.jsonl")],
+                          capture_output=True, text=True, timeout=200, env=env)
+    assert proc.returncode == 5, proc.stderr[-3000:]
+    assert "did not form" in proc.stderr and time.monotonic() - started < TIMEOUT_S + 60
+
+
 def test_resume_of_an_unfinished_single_process_file_evaluates_only_the_rest(image_set, single, tmp_path):
     """A single process's unfinished results file, continued by a job of 3:
     the images it holds are kept, the rest evaluated once."""
@@ -340,6 +351,15 @@ def test_pairing_refuses_different_runs_naming_the_field(split_runs, tmp_path):
     cut.write_text("".join(lines[:-2]))
     with pytest.raises(DataError, match="is unfinished: 5 of 7 images"):
         merge([torch_file, str(cut)])
+    def as_bad(r):
+        return {"type": "bad", "index": r["index"], "path": r["path"], "label": r["label"], "error": "truncated"}
+
+    with open(paddle_file) as f:
+        recs = [json.loads(line) for line in f]
+    one_bad = tmp_path / "one_bad.jsonl"
+    one_bad.write_text("".join(json.dumps(as_bad(r) if r.get("index") == 3 else r) + "\n" for r in recs))
+    with pytest.raises(DataError, match="one_bad.jsonl: could not decode 3.png, which .*torch.jsonl decoded"):
+        merge([torch_file, str(one_bad)])
     with pytest.raises(DataError, match="different run .*differs in frameworks"):
         merge([torch_file, both, paddle_file])
     with pytest.raises(DataError, match="one torch-only and one Paddle-only"):
@@ -349,7 +369,7 @@ def test_pairing_refuses_different_runs_naming_the_field(split_runs, tmp_path):
         pair([(p, *read_results(p)) for p in (torch_file, torch_file)])
 
 
-def test_certify_takes_the_paired_evaluation(split_runs, image_set, weights_file, tmp_path):
+def test_certify_takes_the_paired_evaluation(split_runs, image_set, weights_file, tmp_path, capsys):
     """`merge --results` writes the pair as a run of both, which certify
     certifies instead of evaluating again; the certificate keeps both
     environments. A pair of other weights is refused, naming the field."""
@@ -376,3 +396,6 @@ def test_certify_takes_the_paired_evaluation(split_runs, image_set, weights_file
     assert strip(cert) == strip(here)
     other = edited(paired, tmp_path, "other.jsonl", lambda h: h["weights"].update(sha256="0" * 64))
     assert main(common + ["--eval-results", other, "--out", str(tmp_path / "x")]) == 2
+    assert "differs in weights.sha256" in capsys.readouterr().err
+    assert main(common + ["--eval-results", torch_file, "--out", str(tmp_path / "y")]) == 2
+    assert "holds torch only" in capsys.readouterr().err

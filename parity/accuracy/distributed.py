@@ -83,9 +83,10 @@ def detect() -> Optional[Launch]:
         if not host or not port.isdigit():
             raise DataError(None, f"PADDLE_TRAINER_ENDPOINTS={endpoints!r}: expected host:port,... "
                                   "(set by paddle.distributed.launch)")
-        local = _int_env("PADDLE_LOCAL_RANK")
+        # The GPU the launcher chose for this process (--gpus 4,5,6,7 gives local rank 0 GPU 4).
+        local = _int_env("FLAGS_selected_gpus")
         if local is None:
-            local = _int_env("FLAGS_selected_gpus")
+            local = _int_env("PADDLE_LOCAL_RANK")
         return _checked(Launch("paddle.distributed.launch", _int_env("PADDLE_TRAINER_ID"),
                                _int_env("PADDLE_TRAINERS_NUM"), local, host, int(port), False,
                                env.get("PADDLE_JOB_ID", "job")))
@@ -342,10 +343,14 @@ def combine_throughput(per_rank: Sequence[dict]) -> dict:
     return out
 
 
-def rank_device(device: str, launch: Launch) -> str:
-    """Each rank on its own GPU: a plain --device gpu becomes gpu:LOCAL_RANK
-    (an explicit gpu:N is kept)."""
-    if device == "gpu:0" and launch.local_rank is not None:
+def rank_device(device_arg: str, launch: Launch) -> str:
+    """The device of this rank for --device `device_arg`: each rank on its own
+    GPU, a plain `gpu` (or `cuda`) becoming gpu:LOCAL_RANK (under Paddle's
+    launcher, FLAGS_selected_gpus); an explicit gpu:N is kept."""
+    from parity.accuracy.evaluate import normalize_device
+
+    device = normalize_device(device_arg)
+    if (device_arg or "").strip().lower() in ("gpu", "cuda") and launch.local_rank is not None:
         return f"gpu:{launch.local_rank}"
     return device
 

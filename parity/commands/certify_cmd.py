@@ -168,13 +168,12 @@ def exit_code(cert: dict) -> int:
 
 def run(args) -> int:
     from parity.accuracy.distributed import Job, detect, rank_device
-    from parity.accuracy.evaluate import normalize_device
 
     launch = detect()
     if launch is None:
         return _run(args)
-    with Job(launch, rank_device(normalize_device(args.device), launch), args.collective_timeout) as job:
-        args.device = rank_device(normalize_device(args.device), launch)
+    with Job(launch, rank_device(args.device, launch), args.collective_timeout) as job:
+        args.device = rank_device(args.device, launch)
         return _run(args, job)
 
 

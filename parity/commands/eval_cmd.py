@@ -123,12 +123,11 @@ def run_eval(args, console=None) -> dict:
     paddle.distributed.launch) without --shard, every rank runs this as one
     job (parity.accuracy.distributed); the summary is rank 0's, None elsewhere."""
     from parity.accuracy.distributed import Job, detect, rank_device
-    from parity.accuracy.evaluate import normalize_device
 
     launch = detect() if args.shard is None else None
     if launch is None:
         return _run_eval(args, console)
-    with Job(launch, rank_device(normalize_device(args.device), launch), args.collective_timeout) as job:
+    with Job(launch, rank_device(args.device, launch), args.collective_timeout) as job:
         return _run_eval(args, console, job)
 
 
@@ -150,7 +149,7 @@ def _run_eval(args, console=None, job=None):
     if job is not None:
         from parity.accuracy.distributed import rank_device
 
-        device = rank_device(device, job.launch)
+        device = rank_device(args.device, job.launch)
     if args.limit is not None and args.limit < 1:
         from parity.inputs.data import DataError
 
