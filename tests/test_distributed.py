@@ -263,6 +263,7 @@ def test_torchrun_certify_equals_one_process(tmp_path):
     assert job.returncode != 0 and "exitcode  : 4" in job.stderr, job.stderr[-3000:]
     one, three = (json.loads((tmp_path / d / "c.json").read_text()) for d in ("one", "job"))
     assert three["job"] == {"launcher": "torchrun", "processes": 3} and "job" not in one
+    assert "one torchrun job of 3 processes" in (tmp_path / "job" / "c.html").read_text()
     assert three["verdict"] == one["verdict"]
     assert [(c["id"], c["status"]) for c in three["checks"]] == [(c["id"], c["status"]) for c in one["checks"]]
     evaluation = [c for c in one["checks"] if c["id"].endswith("_float32") and c["id"] != "logits_float32"]
@@ -385,6 +386,8 @@ def test_certify_takes_the_paired_evaluation(split_runs, image_set, weights_file
     assert main(common + ["--out", str(tmp_path / "here")]) == 4
     here = json.loads((tmp_path / "here.json").read_text())
     assert set(cert["evaluation_environments"]["float32"]) == {"torch", "paddle"}
+    html = (tmp_path / "c.html").read_text()
+    assert "ran each framework in its own environment" in html and "float32 evaluation's paddle run" in html
     assert cert["evaluation"]["float32"]["given"]["results"] == paired
     assert cert["accuracy"] == here["accuracy"]
     rows = lambda c: [(r["id"], r["status"], r["measured"]) for r in c["checks"]  # noqa: E731
