@@ -1,4 +1,6 @@
-"""`genet-parity merge`: shard results files -> the summary of one whole run."""
+"""`genet-parity merge`: shard results files -> the summary of one whole run;
+a torch-only and a Paddle-only run's files -> the summary of a run of both
+(parity.accuracy.pairing)."""
 from __future__ import annotations
 
 HELP = ("Combine the results files of `eval --shard K/N` runs into the summary a single run would give, or pair a "
