@@ -239,9 +239,12 @@ def test_resume_of_an_unfinished_single_process_file_evaluates_only_the_rest(ima
     kept = [line for line in lines if json.loads(line)["type"] != "image"] + \
         [line for line in lines if json.loads(line)["type"] == "image"][:3]
     results.write_text("".join(kept))
+    (tmp_path / "job.jsonl.rank1of2").write_text("left by a job of 2\n")  # named, not used
     outs = finish(launch(image_set, results, 3, "--resume", json_path=tmp_path / "job.json"))
     assert [c for c, _, _ in outs] == [0, 0, 0], outs[0][2][-3000:]
     assert "3 of 7 images already in" in outs[0][2]
+    assert "WARNING: 1 partial file(s) of a job of another size are not used" in outs[0][2]
+    (tmp_path / "job.jsonl.rank1of2").unlink()
     summary = json.loads((tmp_path / "job.json").read_text())
     assert summary["throughput"]["images"] == N_IMAGES - 3  # the kept ones were not evaluated again
     assert_same_as_single(summary, results, single, image_set, None)

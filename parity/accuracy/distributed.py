@@ -378,6 +378,14 @@ def evaluate_job(job: Job, runners, dataset, samples, header: dict, results_path
         if bad:
             raise DataError(results_path, f"cannot resume: it was written for a different run (differs in "
                                           f"{', '.join(bad)})")
+    if job.rank == 0 and resume:
+        import glob
+
+        other = sorted(p for p in glob.glob(glob.escape(results_path) + ".rank*of*")
+                       if not p.endswith(f"of{job.world}"))
+        if other:
+            say(f"WARNING: {len(other)} partial file(s) of a job of another size are not used ({other[0]}, ...): "
+                f"resume with that number of processes to continue them")
     done = job.broadcast(sorted(r["index"] for r in earlier if r.get("index") is not None), "plan")
     done = set(done)
     mine = [s for s in select(samples, None, (job.rank, job.world)) if s.index not in done]
