@@ -325,15 +325,27 @@ def test_torch_only_and_paddle_only_runs_pair_into_the_run_of_both(split_runs, i
     assert len(paired["logit_checks"]) == 2 and paired["logit_checks_pass"]
 
 
-def edited(path, tmp_path, name, edit):
-    """A copy of a results file with its header changed by `edit`."""
+def edited(path, tmp_path, name, edit=None, edit_record=None):
+    """A copy of a results file with its header changed by `edit` and each
+    record by `edit_record` (returning the new record), its digest chain
+    recomputed: the copy is a well-formed file of another run, which is what
+    the refusals below must catch by its content."""
+    from parity.accuracy.results import canonical, next_chain
+
     with open(path) as f:
-        lines = f.read().splitlines(keepends=True)
-    header = json.loads(lines[0])
-    edit(header)
-    out = tmp_path / name
-    out.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
-    return str(out)
+        lines = [json.loads(line) for line in f]
+    chain, out = "", []
+    for i, r in enumerate(lines):
+        r.pop("chain")
+        if i == 0 and edit:
+            edit(r)
+        elif i and edit_record:
+            r = edit_record(r)
+        chain = next_chain(chain, r)
+        out.append(canonical({**r, "chain": chain}) + "\n")
+    target = tmp_path / name
+    target.write_text("".join(out))
+    return str(target)
 
 
 def test_pairing_refuses_different_runs_naming_the_field(split_runs, tmp_path):
@@ -342,35 +354,42 @@ def test_pairing_refuses_different_runs_naming_the_field(split_runs, tmp_path):
 
     both, torch_file, paddle_file = split_runs
     cases = {"precision": lambda h: h.update(precision="float16"),
-             "weights.sha256": lambda h: h["weights"].update(sha256="0" * 64),
+             "weights": lambda h: h["weights"].update(sha256="0" * 64),
              "dataset": lambda h: h["dataset"].update(fingerprint_sha256="1" * 64),
-             "limit": lambda h: h.update(limit=3),
+             "preprocessing": lambda h: h.update(preprocessing={"resize": 1}),
+             "limit": lambda h: h.update(limit=N_IMAGES),
              "arch": lambda h: h.update(arch="large")}
     for field, edit in cases.items():
         with pytest.raises(DataError, match=rf"differ in {field}\b"):
             merge([torch_file, edited(paddle_file, tmp_path, f"{field}.jsonl", edit)])
+
+    def other_bytes(r):  # image 2 was another file in the Paddle run
+        return {**r, "digest": "f" * 32} if r.get("index") == 2 else r
+
+    with pytest.raises(DataError, match=r"differ in image digests \(image index 2: 2.png"):
+        merge([torch_file, edited(paddle_file, tmp_path, "digest.jsonl", edit_record=other_bytes)])
     with open(paddle_file) as f:
         lines = f.read().splitlines(keepends=True)
     cut = tmp_path / "cut.jsonl"
-    cut.write_text("".join(lines[:-2]))
+    cut.write_text("".join(lines[:-2]))  # an interrupted run: a prefix of whole lines
     with pytest.raises(DataError, match="is unfinished: 5 of 7 images"):
         merge([torch_file, str(cut)])
+
     def as_bad(r):
+        if r.get("index") != 3:
+            return r
         return {"type": "bad", "index": r["index"], "path": r["path"], "label": r["label"], "error": "truncated"}
 
-    with open(paddle_file) as f:
-        recs = [json.loads(line) for line in f]
-    one_bad = tmp_path / "one_bad.jsonl"
-    one_bad.write_text("".join(json.dumps(as_bad(r) if r.get("index") == 3 else r) + "\n" for r in recs))
+    one_bad = edited(paddle_file, tmp_path, "one_bad.jsonl", edit_record=as_bad)
     with pytest.raises(DataError, match="one_bad.jsonl: could not decode 3.png, which .*torch.jsonl decoded"):
-        merge([torch_file, str(one_bad)])
+        merge([torch_file, one_bad])
     with pytest.raises(DataError, match="different run .*differs in frameworks"):
         merge([torch_file, both, paddle_file])
     with pytest.raises(DataError, match="one torch-only and one Paddle-only"):
-        from parity.accuracy.evaluate import read_results
         from parity.accuracy.pairing import pair
+        from parity.accuracy.results import read_results
 
-        pair([(p, *read_results(p)) for p in (torch_file, torch_file)])
+        pair([read_results(p) for p in (torch_file, torch_file)])
 
 
 def test_certify_takes_the_paired_evaluation(split_runs, image_set, weights_file, tmp_path, capsys):

@@ -285,7 +285,7 @@ def combine(header: dict, parts: Sequence[Tuple[dict, List[dict]]], earlier: Seq
     file (header, records) plus `earlier` records (those of an earlier,
     unfinished run's results file). Refuses what would not equal a single
     run: ranks of different runs, an image twice or missing."""
-    from parity.accuracy.evaluate import RECORD_TYPES, identity_mismatch
+    from parity.accuracy.results import RECORD_TYPES, identity_mismatch
 
     records, checks = {}, []
     for r in earlier:
@@ -364,8 +364,8 @@ def evaluate_job(job: Job, runners, dataset, samples, header: dict, results_path
     Resumption is exact: an unfinished results file at `results_path` (of a
     single process, with --resume) keeps its records and the ranks evaluate
     only the rest; each rank continues its own partial file."""
-    from parity.accuracy.evaluate import (RunTimes, ResultsWriter, evaluate, identity_mismatch, read_results,
-                                          summarize)
+    from parity.accuracy.evaluate import RunTimes, evaluate, summarize
+    from parity.accuracy.results import ResultsWriter, identity_mismatch, read_results
     from parity.inputs.data import select
 
     earlier = []

@@ -9,18 +9,20 @@ McNemar test as a run of both (`summarize` of the paired records). What a
 run of both measures and two runs cannot: the largest logit difference
 (each file holds top-5 classes, not logits), reported as not measured.
 
-Refused, naming the field: files of different runs (any identity field but
-the framework and its runner), of one framework twice, unfinished files, an
-image decoded by one run and not by the other.
+Refused, naming the field: files of different runs (`results.run_differences`:
+arch, head, weights digests, precision, preprocessing, dataset fingerprint,
+every image's size and content digest; and the list's subset), of one
+framework twice, unfinished files, shards, an image decoded by one run and
+not by the other. The runners and devices may differ (a pair of a GPU run
+and a CPU run says so in its `device`).
 """
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
+from parity.accuracy.results import RECORD_TYPES, Results, run_differences
 from parity.inputs.data import DataError
 
-# Identity fields that the two sides of a pair differ in by construction.
-SIDE_FIELDS = ("frameworks", "runners")
 # Weights fields that only one side has: the Paddle side's own file, when it was given one.
 SIDE_WEIGHTS_FIELDS = ("pdparams",)
 
@@ -30,56 +32,49 @@ def is_pair(headers: Sequence[dict]) -> bool:
     return sorted(tuple(h.get("frameworks") or ()) for h in headers) == [("paddle",), ("torch",)]
 
 
-def differences(a: dict, b: dict) -> List[str]:
-    """The identity fields (dotted below `weights`) in which two
-    single-framework headers differ, beyond what the framework makes differ."""
-    from parity.accuracy.evaluate import IDENTITY_FIELDS
+def _without_side_weights(r: Results) -> Results:
+    """`r` as `run_differences` should see it for pairing: the Paddle side's
+    own .pdparams (when it ran one) is what it evaluated, not a difference."""
+    weights = {k: v for k, v in (r.header.get("weights") or {}).items() if k not in SIDE_WEIGHTS_FIELDS}
+    return Results(r.path, {**r.header, "weights": weights}, r.records, r.chain, r.good_bytes)
 
-    out = []
-    for field in IDENTITY_FIELDS:
-        if field in SIDE_FIELDS:
-            continue
-        if field == "weights":
-            wa, wb = a.get(field) or {}, b.get(field) or {}
-            out += [f"weights.{k}" for k in sorted(set(wa) | set(wb))
-                    if k not in SIDE_WEIGHTS_FIELDS and wa.get(k) != wb.get(k)]
-        elif a.get(field) != b.get(field):
-            out.append(field)
+
+def differences(torch_side: Results, paddle_side: Results) -> List[str]:
+    """How two single-framework runs differ as evaluations of one model on
+    one set of images (`results.run_differences`: arch, head, weights
+    digests, precision, preprocessing, dataset fingerprint, every image's
+    size and content digest), plus the subset of the list (`limit`)."""
+    out = run_differences(_without_side_weights(torch_side), _without_side_weights(paddle_side))
+    if torch_side.header.get("limit") != paddle_side.header.get("limit"):
+        out.append(f"limit: {torch_side.header.get('limit')!r} in {torch_side.path}, "
+                   f"{paddle_side.header.get('limit')!r} in {paddle_side.path}")
     return out
 
 
-def _describe(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def pair(sides: Sequence[Tuple[str, dict, List[dict]]]) -> Tuple[dict, List[dict], List[dict]]:
+def pair(sides: Sequence[Results]) -> Tuple[dict, List[dict], List[dict]]:
     """(header, records, checks) of the run of both frameworks that the two
-    complete single-framework files `sides` = [(path, header, records), ...]
-    make together."""
-    from parity.accuracy.evaluate import RECORD_TYPES
-
-    if not is_pair([h for _, h, _ in sides]):
-        found = ", ".join(f"{p}: {'+'.join(h.get('frameworks') or []) or '?'}" for p, h, _ in sides)
+    complete single-framework results files `sides` make together."""
+    if not is_pair([r.header for r in sides]):
+        found = ", ".join(f"{r.path}: {'+'.join(r.header.get('frameworks') or []) or '?'}" for r in sides)
         raise DataError(None, f"pairing takes one torch-only and one Paddle-only results file ({found})")
-    by_fw = {h["frameworks"][0]: (p, h, recs) for p, h, recs in sides}
-    (tp, th, trecs), (pp, ph, precs) = by_fw["torch"], by_fw["paddle"]
-    bad = differences(th, ph)
+    by_fw = {r.header["frameworks"][0]: r for r in sides}
+    t_side, p_side = by_fw["torch"], by_fw["paddle"]
+    tp, th, pp, ph = t_side.path, t_side.header, p_side.path, p_side.header
+    bad = differences(t_side, p_side)
     if bad:
-        detail = "; ".join(f"{f}: {_describe(_get(th, f))} vs {_describe(_get(ph, f))}" for f in bad[:3])
-        raise DataError(pp, f"is not the same run as {tp}: they differ in {', '.join(bad)} ({detail}); pairing "
-                            "needs the same images, weights, preprocessing and precision")
-    per_side = {}
-    for path, header, recs in ((tp, th, trecs), (pp, ph, precs)):
-        if header.get("shard"):
-            raise DataError(path, f"is shard {header['shard'][0]}/{header['shard'][1]}: pair whole runs "
-                                  "(merge a side's shards first, or run each side as one torchrun job)")
-        done = {r["index"]: r for r in recs if r["type"] in RECORD_TYPES}
-        if len(done) != header["expected"]:
-            raise DataError(path, f"is unfinished: {len(done)} of {header['expected']} images (finish it with "
-                                  "`genet-parity eval ... --resume`)")
-        per_side[path] = done
-    torch_done, paddle_done = per_side[tp], per_side[pp]
+        fields = sorted({line.split(":")[0] if not line.startswith("image index") else "image digests"
+                         for line in bad})
+        raise DataError(pp, f"is not the same run as {tp}: they differ in {', '.join(fields)} ({'; '.join(bad[:3])}"
+                            f"{'; ...' if len(bad) > 3 else ''}); pairing needs the same images, weights, "
+                            "preprocessing and precision")
+    for r in (t_side, p_side):
+        if r.header.get("shard"):
+            raise DataError(r.path, f"is shard {r.header['shard'][0]}/{r.header['shard'][1]}: pair whole runs "
+                                    "(run each side as one job under torchrun, or as one process)")
+        if len(r.images) != r.header["expected"]:
+            raise DataError(r.path, f"is unfinished: {len(r.images)} of {r.header['expected']} images (finish it "
+                                    "with `genet-parity eval ... --resume`)")
+    torch_done, paddle_done = t_side.images, p_side.images
     if set(torch_done) != set(paddle_done):
         only = sorted(set(torch_done) ^ set(paddle_done))
         raise DataError(pp, f"holds other images than {tp} ({len(only)} differ, e.g. index {only[0]})")
@@ -96,10 +91,12 @@ def pair(sides: Sequence[Tuple[str, dict, List[dict]]]) -> Tuple[dict, List[dict
         if t["type"] == "bad":
             records.append(t)
             continue
-        # No logits in either file: the largest logit difference is not measured by a pair.
+        # The same bytes in both runs (run_differences compared every digest); no logits in either file:
+        # the largest logit difference is not measured by a pair.
         records.append({"type": "image", "index": index, "path": t["path"], "label": t["label"],
+                        "size": t["size"], "digest": t["digest"],
                         "pred": {"torch": t["pred"]["torch"], "paddle": p["pred"]["paddle"]}})
-    checks = [r for r in trecs + precs if r["type"] == "check"]
+    checks = t_side.checks + p_side.checks
     weights = dict(th["weights"])
     weights.update({k: ph["weights"][k] for k in SIDE_WEIGHTS_FIELDS if k in ph["weights"]})
     header = {**th, "frameworks": ["torch", "paddle"], "runners": {"torch": th["runners"]["torch"],
@@ -108,14 +105,10 @@ def pair(sides: Sequence[Tuple[str, dict, List[dict]]]) -> Tuple[dict, List[dict
               # Each framework's own environment record: the pair ran in two (paths kept for the reader).
               "environments": {"torch": th.get("environment"), "paddle": ph.get("environment")},
               "paired_from": {"torch": tp, "paddle": pp}}
+    if th.get("device") != ph.get("device"):
+        header["device"] = f"torch {th.get('device')}, paddle {ph.get('device')}"
     header.pop("environment", None)
     return header, records, checks
-
-
-def _get(header: dict, field: str):
-    if field.startswith("weights."):
-        return (header.get("weights") or {}).get(field.split(".", 1)[1])
-    return header.get(field)
 
 
 def paired_summary(header: dict, records: List[dict], checks: List[dict]) -> dict:

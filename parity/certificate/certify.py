@@ -339,9 +339,9 @@ def latency_step(arch, opts: CertifyOptions, official, say) -> Check:
 
 def _predictions(results_path: str) -> List[dict]:
     """Every image's top-5 in both frameworks, from the evaluation's results file."""
-    from parity.accuracy.evaluate import RECORD_TYPES, read_results
+    from parity.accuracy.results import RECORD_TYPES, read_results
 
-    _, records = read_results(results_path)
+    records = read_results(results_path).records
     out = []
     for r in sorted((r for r in records if r["type"] in RECORD_TYPES), key=lambda r: r["index"]):
         if r["type"] == "image":
@@ -362,7 +362,8 @@ def given_evaluation(opts, arch, dataset, samples, source, paddle_path) -> dict:
     limit, the official preprocessing of this arch, float32, every image."""
     from converters.files.io import sha256_file
 
-    from parity.accuracy.evaluate import RECORD_TYPES, make_header, read_results, summarize
+    from parity.accuracy.evaluate import make_header, summarize
+    from parity.accuracy.results import RECORD_TYPES, read_results
     from parity.inputs.data import DataError
 
     path = opts.eval_results
@@ -371,7 +372,7 @@ def given_evaluation(opts, arch, dataset, samples, source, paddle_path) -> dict:
     weights = header.get("weights") or {}
     given_pdparams = (weights.get("pdparams") or {}).get("sha256")
     wanted_pdparams = sha256_file(opts.pdparams) if opts.pdparams else None
-    differ = [f for f in ("arch", "precision", "dataset", "limit") if header.get(f) != ours[f]]
+    differ = [f for f in ("arch", "precision", "dataset", "limit", "preprocessing") if header.get(f) != ours[f]]
     if weights.get("sha256") != source.sha256:
         differ.append(f"weights.sha256 ({weights.get('sha256') or weights.get('source')} vs {source.sha256} of "
                       f"{opts.weights})")

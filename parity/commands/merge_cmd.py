@@ -20,14 +20,24 @@ def add_arguments(p):
 def merge(paths) -> dict:
     """Summary of the union of shard files; refuses anything that would not
     equal a single run: different runs, missing, repeated or unfinished shards."""
-    from parity.inputs.data import DataError
-    from parity.accuracy.evaluate import RECORD_TYPES, identity_mismatch, read_results, summarize
+    from converters.files.paths import identity
 
-    loaded = [(p, *read_results(p)) for p in paths]
+    from parity.inputs.data import DataError
+    from parity.accuracy.evaluate import summarize
+    from parity.accuracy.results import RECORD_TYPES, identity_mismatch, read_results
+
+    first_name = {}
+    for p in paths:  # one file given twice, by any name, is a repeated shard
+        key = identity(p)
+        twin = next((q for k, q in first_name.items() if k.same(key)), None)
+        if twin is not None:
+            raise DataError(p, f"is the same file as {twin}, given twice")
+        first_name[key] = p
+    loaded = [(p, r.header, r.records) for p in paths for r in [read_results(p)]]
     from parity.accuracy.pairing import is_pair, pair, paired_summary
 
     if is_pair([h for _, h, _ in loaded]):
-        return paired_summary(*pair(loaded))
+        return paired_summary(*pair([read_results(p) for p in paths]))
     first_path, first, _ = loaded[0]
     for path, header, _ in loaded[1:]:
         bad = identity_mismatch(first, header)
@@ -70,9 +80,13 @@ def merge(paths) -> dict:
 
 
 def run(args) -> int:
-    from parity.commands.eval_cmd import print_summary, write_json
+    from converters.files.paths import refuse_output_is_input
+
+    from parity.commands.eval_cmd import finish, print_summary, write_json
     from parity.core.textout import Out
 
+    refuse_output_is_input([("--json", args.json), ("--results", args.out_results)],
+                           [(f"shard {p}", p) for p in args.results])
     summary = merge(args.results)
     if args.out_results:
         write_paired(args.results, args.out_results)
@@ -89,19 +103,19 @@ def run(args) -> int:
                   "not its logits)")
     if args.json:
         write_json(args.json, summary)
-    return 1 if summary["logit_checks_pass"] is False else 0
+    return finish(summary, ", ".join(args.results))
 
 
 def write_paired(paths, out_path):
     """The paired run of both frameworks as one results file (atomically)."""
     import os
 
-    from parity.accuracy.evaluate import ResultsWriter, read_results
     from parity.accuracy.pairing import is_pair, pair
+    from parity.accuracy.results import ResultsWriter, read_results
     from parity.inputs.data import DataError
 
-    loaded = [(p, *read_results(p)) for p in paths]
-    if not is_pair([h for _, h, _ in loaded]):
+    loaded = [read_results(p) for p in paths]
+    if not is_pair([r.header for r in loaded]):
         raise DataError(out_path, "--results writes a paired file: give one torch-only and one Paddle-only run")
     if os.path.exists(out_path):
         raise DataError(out_path, "already exists (nothing was overwritten)")
@@ -116,3 +130,4 @@ def write_paired(paths, out_path):
     finally:
         writer.close()
     os.replace(tmp, out_path)
+
