@@ -87,7 +87,7 @@ LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER
 def comparable(summary):
     """A summary without what depends on the kernels' bits or the clock."""
     return {k: v for k, v in summary.items()
-            if k not in ("logit_max_abs_diff", "logit_checks", "throughput", "dataset_note")}
+            if k not in ("logit_max_abs_diff", "logit_checks", "throughput", "dataset_note", "results_file")}
 
 
 def records(path):

@@ -60,6 +60,12 @@ def pair(sides: Sequence[Results]) -> Tuple[dict, List[dict], List[dict]]:
     by_fw = {r.header["frameworks"][0]: r for r in sides}
     t_side, p_side = by_fw["torch"], by_fw["paddle"]
     tp, th, pp, ph = t_side.path, t_side.header, p_side.path, p_side.header
+    for index in sorted(set(t_side.images) & set(p_side.images)):  # said plainly before the digests differ
+        t, p = t_side.images[index], p_side.images[index]
+        if t["type"] != p["type"] and t["path"] == p["path"]:
+            decoded, failed = (tp, pp) if t["type"] == "image" else (pp, tp)
+            raise DataError(failed, f"could not decode {t['path']}, which {decoded} decoded: not the same image "
+                                    "files")
     bad = differences(t_side, p_side)
     if bad:
         fields = sorted({line.split(":")[0] if not line.startswith("image index") else "image digests"
@@ -84,10 +90,6 @@ def pair(sides: Sequence[Results]) -> Tuple[dict, List[dict], List[dict]]:
         if (t["path"], t["label"]) != (p["path"], p["label"]):
             raise DataError(pp, f"image {index} is {p['path']} (label {p['label']}), in {tp} {t['path']} "
                                 f"(label {t['label']})")
-        if t["type"] != p["type"]:
-            decoded, failed = (tp, pp) if t["type"] == "image" else (pp, tp)
-            raise DataError(failed, f"could not decode {t['path']}, which {decoded} decoded: not the same image "
-                                    "files")
         if t["type"] == "bad":
             records.append(t)
             continue
