@@ -200,10 +200,19 @@ def test_killed_rank_ends_the_job_within_the_timeout_and_resume_completes_it(ima
     assert_same_as_single(summary, results, single, image_set, None)
     assert outs[1][1] == ""  # only rank 0 prints to stdout
 
-    # A finished job resumed again evaluates nothing and reports the same summary.
+    # A job killed after writing its results file, before removing its partial files: resumed, it
+    # evaluates nothing, counts each image once and removes them.
+    from parity.accuracy.results import ResultsWriter, read_results
+
+    whole = read_results(str(results))
+    stale = ResultsWriter(f"{results}.rank1of2", {**whole.header, "shard": [1, 2], "expected": 3}, resume=False)
+    stale.write([r for r in whole.records if r["type"] == "image" and r["index"] % 2 == 1])
+    stale.close()
     again = finish(launch(image_set, results, 2, "--resume", json_path=tmp_path / "again.json"))
-    assert [c for c, _, _ in again] == [0, 0]
-    assert comparable(json.loads((tmp_path / "again.json").read_text())) == comparable(summary)
+    assert [c for c, _, _ in again] == [0, 0], again[0][2][-2000:] + again[1][2][-2000:]
+    again_summary = json.loads((tmp_path / "again.json").read_text())
+    assert comparable(again_summary) == comparable(summary) and again_summary["throughput"]["images"] == 0
+    assert_same_as_single(again_summary, results, single, image_set, None)
 
 
 def test_a_rank_that_fails_stops_the_others_at_once(image_set, tmp_path):

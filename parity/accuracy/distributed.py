@@ -365,7 +365,7 @@ def evaluate_job(job: Job, runners, dataset, samples, header: dict, results_path
     single process, with --resume) keeps its records and the ranks evaluate
     only the rest; each rank continues its own partial file."""
     from parity.accuracy.evaluate import RunTimes, evaluate, summarize
-    from parity.accuracy.results import ResultsWriter, identity_mismatch, read_results
+    from parity.accuracy.results import RECORD_TYPES, ResultsWriter, identity_mismatch, read_results
     from parity.inputs.data import select
 
     earlier = []
@@ -378,6 +378,14 @@ def evaluate_job(job: Job, runners, dataset, samples, header: dict, results_path
         if bad:
             raise DataError(results_path, f"cannot resume: it was written for a different run (differs in "
                                           f"{', '.join(bad)})")
+        held = {r["index"]: r for r in earlier if r["type"] in RECORD_TYPES}
+        if held:  # as a single process's --resume does: its images are still the files it evaluated
+            from parity.accuracy.evaluate import check_resumed
+            from parity.inputs.decode import Decoder
+
+            with Decoder(header["arch"], dataset.abspath, workers=evaluate_kw.get("workers", 0),
+                         batch_size=evaluate_kw.get("batch_size", 32)) as decoder:
+                check_resumed(results_path, held, samples, dataset, decoder)
     if job.rank == 0 and resume:
         import glob
 
@@ -393,12 +401,11 @@ def evaluate_job(job: Job, runners, dataset, samples, header: dict, results_path
     part_header = {**header, "shard": [job.rank, job.world], "expected": len(mine)}
     if done:
         say(f"{len(done)} of {len(samples)} images already in {results_path}; this rank evaluates {len(mine)}")
+    if done and resume and os.path.exists(part) and os.path.getsize(part) > 0:
+        _drop_records(part, done)
     times = evaluate_kw.pop("times", None) or RunTimes()
     evaluate(runners, dataset, mine, part_header, part, resume=resume, times=times, **evaluate_kw)
     _, records = read_results(part)
-    # Records of images the earlier file already holds (a job killed between writing its file and
-    # removing the partial files) are the same run's, by the identity check: the earlier ones are kept.
-    records = [r for r in records if r.get("index") not in done]
     gathered = job.gather((part_header, records, times.summary(list(runners))), "evaluated")
     summary = None
     if job.rank == 0:
@@ -419,3 +426,24 @@ def evaluate_job(job: Job, runners, dataset, samples, header: dict, results_path
     job.sync("written")
     os.remove(part)
     return summary
+
+
+def _drop_records(part: str, done: set):
+    """Rewrite a partial file without the images the job's results file
+    already holds (a job killed after writing that file, before removing its
+    partial files): the same run's records by the identity check, counted
+    once, from the results file."""
+    from parity.accuracy.results import ResultsWriter, read_results
+
+    old = read_results(part, repair=True)
+    if not any(r.get("index") in done for r in old.records):
+        return
+    tmp = f"{part}.writing"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    writer = ResultsWriter(tmp, old.header, resume=False)
+    try:
+        writer.write([r for r in old.records if r.get("index") not in done])
+    finally:
+        writer.close()
+    os.replace(tmp, part)
