@@ -396,7 +396,7 @@ def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @dataclass
-class _Check:
+class _SideVerdict:
     """One side of a row's verdict (accumulated or isolated)."""
 
     diff: Diff  # Paddle vs torch
@@ -407,7 +407,7 @@ class _Check:
 
 
 def _check(name: str, p: np.ndarray, t: np.ndarray, t_stats, r: Optional[np.ndarray], dtype: str,
-           atol: Optional[float], rtol: Optional[float], count_outside: bool) -> _Check:
+           atol: Optional[float], rtol: Optional[float], count_outside: bool) -> _SideVerdict:
     """Paddle output `p` against torch's `t`, judged by the float64-relative
     rule against `r` (or by atol/rtol element by element when r is None).
     count_outside: also count the elements beyond the bound (accumulated only)."""
@@ -423,7 +423,7 @@ def _check(name: str, p: np.ndarray, t: np.ndarray, t_stats, r: Optional[np.ndar
         diff = _compare32(name, p, t, t_stats, atol=atol, rtol=rtol)
         ok = diff.n_outside == 0
     # NaN/inf in Paddle's output must never pass.
-    return _Check(diff=diff, torch_error=e_t, paddle_error=e_p, tolerance=tol,
+    return _SideVerdict(diff=diff, torch_error=e_t, paddle_error=e_p, tolerance=tol,
                   passed=bool(ok and np.isfinite(diff.max_abs)))
 
 
@@ -528,7 +528,7 @@ class _LayerDiff:
         self.t_out: Dict[int, object] = {}
         self.t_stats: Dict[int, tuple] = {}  # (max |t|, sum t^2) of torch's output
         self.p_out: Dict[int, object] = {}  # Paddle's accumulated outputs, until their float64 row arrives
-        self.accumulated: Dict[int, _Check] = {}
+        self.accumulated: Dict[int, _SideVerdict] = {}
         self.ref_errors: Dict[int, tuple] = {}  # (Paddle, torch) max abs vs the reference activations
         self.want: frozenset = frozenset()  # rows whose (input, output) an isolated run captures
         self.capture: Dict[str, Dict[int, tuple]] = {"paddle": {}, "float64": {}}
@@ -819,7 +819,7 @@ def _judge_isolated(diff: _LayerDiff, i: int, p_iso, r_iso) -> None:
         held.pop(i, None)
 
 
-def _record(i, row, shape, acc: _Check, iso: _Check, hp, relative, atol, ref_p, ref_t) -> LayerRecord:
+def _record(i, row, shape, acc: _SideVerdict, iso: _SideVerdict, hp, relative, atol, ref_p, ref_t) -> LayerRecord:
     mismatches = hparam_mismatches(row.kind, *hp)
     a, s = acc.diff, iso.diff
     amplification = a.max_abs / s.max_abs if s.max_abs > 0 else None
