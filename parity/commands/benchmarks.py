@@ -63,13 +63,12 @@ def main(argv=None) -> int:
     from converters.conversion.verify import import_paddle
 
     import_paddle()  # without its import-time notices (see parity.commands.cli)
-    from rich.console import Console
-
     from parity.core.environment import environment
     from parity.core.seeded import seeded_state
+    from parity.core.textout import Out
 
-    console = Console(width=None if sys.stdout.isatty() else 140)
-    say = lambda msg: console.print(f"[dim]{time.strftime('%H:%M:%S')} {msg}[/]")  # noqa: E731
+    out = Out()  # the terminal's width (or COLUMNS); 80 columns in a file or a pipe
+    say = lambda msg: out.print(f"{time.strftime('%H:%M:%S')} {msg}", style="dim")  # noqa: E731
     start = time.perf_counter()
     repeats = 3 if args.quick else 5
     given = argv if argv is not None else sys.argv[1:]
@@ -116,12 +115,12 @@ def main(argv=None) -> int:
     result["peak_rss_mb_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     result["seconds"] = time.perf_counter() - start
-    render(result, console)
+    render(result, out)
     if args.json:
         from converters.files.atomic import write_text_atomic
 
         write_text_atomic(args.json, json.dumps(result, indent=2))
-        console.print(f"wrote {args.json}")
+        out.print(f"wrote {args.json}")
     return 0
 
 
