@@ -42,10 +42,11 @@ def render(result: dict, out) -> None:
 
 
 def process_table(title: str, d: dict, rows: Sequence[Tuple[str, str]], out) -> None:
-    """A table of `repeated` whole-process runs: (label, key of d) per row."""
+    """A table of `repeated` whole-process runs: (label, key of d) per row;
+    median wall s, median peak RSS MB and each run's wall s."""
     from parity.core.textout import Column
 
-    columns = [Column("step"), Column("median s", 0, "right"), Column("peak RSS MB", 0, "right"),
+    columns = [Column("step"), Column("median s", 0, "right"), Column("peak MB", 0, "right"),
                Column("runs (s)", 1)]
     out.table(columns, [[name, f"{d[key]['wall_s']:.2f}", f"{d[key]['peak_rss_mb']:.0f}",
                          ", ".join(f"{s:.1f}" for s in d[key]["runs_wall_s"])] for name, key in rows],
@@ -100,8 +101,8 @@ def latency(lat: dict, out) -> None:
     from parity.latency.bench import ratio_table
 
     columns = [Column("path"), Column("median", 0, "right"), Column("p90", 2, "right"),
-               Column("x torch eager", 0, "right"), Column("x floor", 1, "right"), Column("rel L2", 3, "right"),
-               Column("top-1 agree", 3, "right")]
+               Column("x torch", 0, "right"), Column("x floor", 1, "right"), Column("rel L2", 3, "right"),
+               Column("top-1", 3, "right")]
     rows, styles, skipped = [], [], []
     for r in ratio_table(lat):
         name = f"{r['framework']} {r['mode']} {SHORT_DTYPE[r['dtype']]}{' BN-folded' if r['bn_folded'] else ''}"
@@ -117,6 +118,9 @@ def latency(lat: dict, out) -> None:
                     f"{lat['warmup']} warm-up + {lat['iters']} timed iterations (ms per image)")
     for line in skipped:
         out.print(line, style="dim", indent="  ")
+    out.print("x torch: against torch eager fp32; x floor: against the compute floor; rel L2, top-1: logits "
+              "against the float32 eager torch model on the same seeded input (top-1: agreement, not accuracy).",
+              style="dim")
     s = lat["summary"]
     fl = lat["compute_floor"]
     best = s["paddle_best_fp32"]

@@ -1,31 +1,48 @@
 """Every speed and memory claim of the project, measured side by side in one run.
 
-    python -m parity.commands.benchmarks --json benchmarks.json [--quick] [--threads N]
+    python -m parity.commands.benchmarks --json benchmarks.json [--quick] [--threads N] [--skip SECTION]
 
-1. Conversion of each arch: `genet-convert` with and without verification, as
-   whole processes (wall time, peak RSS), against the floor: a process that
-   only imports torch and paddle and reads and writes the same bytes.
-2. Layer diff of GENet_large at batch 8 (`genet-parity layers`, whole
-   process) against a process doing two plain forward passes (one per
-   framework) with the same weights and input.
-3. Inference latency of GENet_large at batch 1 and 8 (`parity.latency.bench`):
-   torch eager and compiled, Paddle eager, predictor, bfloat16 predictor,
-   each with and without BN folding, against the compute floor (FLOPs over
-   the best conv/matmul rate measured in this run).
-4. The evaluation input pipeline's images/s with 1 and 2 workers against the
-   model's images/s.
-5. Training parity of GENet_small, batch 8, 3 steps (`genet-parity train`,
-   whole process) against a process running the same three training steps
-   in both frameworks, nothing compared.
-6. `genet-parity eval` of both frameworks, default runners against eager.
-7. `genet-parity eval` as one torchrun job of 2 processes against 1 process
-   on the same photos and the same cores (images/s of the whole command and
-   of the evaluation loop, and their ratios).
+Seven sections, each left out with `--skip` and the name in brackets; they
+run in the order conversion, layer-diff, eval, distributed, train, latency,
+pipeline, and print in the order of their numbers:
+
+1. [conversion] Conversion of each arch: `genet-convert` with and without
+   verification, as whole processes (wall time, peak RSS), against the floor:
+   a process that only imports torch and paddle and reads and writes the
+   same bytes.
+2. [layer-diff] Layer diff of GENet_large at batch 8 (`genet-parity layers`,
+   whole process) against a process doing two plain forward passes (one per
+   framework) with the same weights and input: wall time, and peak RSS
+   against the activations of the largest block held on every side plus the
+   float64 weights.
+3. [latency] Inference latency of GENet_large at batch 1 and 8
+   (`parity.latency.bench`): torch eager and compiled, Paddle eager,
+   predictor, bfloat16 predictor, each with and without BN folding, against
+   the compute floor (FLOPs over the best conv/matmul rate measured in this
+   run).
+4. [pipeline] The evaluation input pipeline's images/s with 1 and 2 workers
+   against the model's images/s (from section 3; without it, the pipeline
+   alone).
+5. [train] Training parity of GENet_small, batch 8, 3 steps (`genet-parity
+   train`, whole process) against a process running the same three training
+   steps in both frameworks, nothing compared.
+6. [eval] `genet-parity eval` of both frameworks, default runners against
+   eager, and against its two yardsticks measured alone in the same run:
+   decoding alone and both fast runners alone.
+7. [distributed] `genet-parity eval` as one torchrun job of 2 processes
+   against 1 process on the same photos and the same cores (images/s of the
+   whole command and of the evaluation loop, and their ratios).
 
 Each process is repeated (median of 5 after one warm-up run; --quick: fewer,
 stated in the output). Thread counts are set identically for both frameworks
 and every process, and reported. Seeded weights (numpy seed 2020) are written
 as official checkpoints into a temporary folder; nothing is downloaded.
+
+The tables fit the width they are read at (the terminal's, COLUMNS, or 80
+columns in a file or a pipe; parity.commands.benchmark_report); `--json`
+writes every raw figure. The measurements are in
+parity.commands.benchmark_sections, the child processes' workloads in
+parity.commands.benchmark_workloads.
 """
 from __future__ import annotations
 
