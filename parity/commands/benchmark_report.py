@@ -138,7 +138,8 @@ def latency(lat: dict, out) -> None:
 def pipeline(rates: List[dict], model: dict, out) -> None:
     out.print("4. Input pipeline (decode + preprocess, GENet_large crops): " + "; ".join(
         f"{p['workers']} worker{'s' if p['workers'] != 1 else ''} {p['images_per_s']:.0f} img/s"
-        for p in rates) + " vs model " + ", ".join(f"{k} {v:.1f} img/s" for k, v in model.items()))
+        for p in rates) + (" vs model " + ", ".join(f"{k} {v:.1f} img/s" for k, v in model.items()) if model
+                           else " (the model's rate not measured: latency skipped)"))
 
 
 def evaluation(d: dict, out) -> None:
