@@ -10,6 +10,7 @@ import os
 import stat
 import struct
 
+from converters.files.paths import open_regular
 from converters.table.errors import CheckpointError
 
 # Formats `sniff_format` recognises from the first bytes of a file.
@@ -33,27 +34,9 @@ def _not_regular(path: str, mode: int) -> CheckpointError:
 
 
 def open_source(path: str):
-    """`path` opened for reading, if it is a regular file: checked before
-    opening (so a FIFO never blocks the open) and again on the open file
-    (in case the name was switched in between). Binary file object."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise CheckpointError(path, "no such file") from None
-    except OSError as e:
-        raise CheckpointError(path, f"cannot be read: {e.strerror or e}") from None
-    if not stat.S_ISREG(mode):
-        raise _not_regular(path, mode)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-                     | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise CheckpointError(path, f"cannot be read: {e.strerror or e}") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise _not_regular(path, mode)
-    return os.fdopen(fd, "rb")
+    """`path` opened for reading, if it is a regular file (binary file
+    object; `paths.open_regular` checks before and after opening)."""
+    return open_regular(path, "a checkpoint", refuse=_not_regular)
 
 
 def fd_path(f, path: str) -> str:
