@@ -158,3 +158,11 @@ def test_command_prints_within_80_columns_to_a_pipe(tmp_path):
     assert_fits(proc.stdout)
     assert "2. Layer diff: not measured: skipped with --skip layer-diff" in proc.stdout
     assert json.loads(out_json.read_text())["layer_diff_not_measured"] == "skipped with --skip layer-diff"
+
+
+def test_pipeline_without_the_model_rate_says_so():
+    result = full_result()
+    del result["model_images_per_s"]
+    text = rendered(result, terminal=False)
+    assert "2 workers 207 img/s (the model's rate not measured: latency skipped)" in " ".join(text.split())
+    assert "vs model" not in text

@@ -20,6 +20,12 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
+def path_name(row: dict) -> str:
+    """A latency row's path: framework, mode, short dtype, BN folding."""
+    return (f"{row['framework']} {row['mode']} {SHORT_DTYPE[row['dtype']]}"
+            f"{' BN-folded' if row['bn_folded'] else ''}")
+
+
 def render(result: dict, out) -> None:
     """Every measured section of `result` on `out` (a parity.core.textout.Out)."""
     if "conversion" in result:
@@ -103,21 +109,18 @@ def latency(lat: dict, out) -> None:
     columns = [Column("path"), Column("median", 0, "right"), Column("p90", 2, "right"),
                Column("x torch", 0, "right"), Column("x floor", 1, "right"), Column("rel L2", 3, "right"),
                Column("top-1", 3, "right")]
-    rows, styles, skipped = [], [], []
-    for r in ratio_table(lat):
-        name = f"{r['framework']} {r['mode']} {SHORT_DTYPE[r['dtype']]}{' BN-folded' if r['bn_folded'] else ''}"
-        if "skipped" in r:
-            skipped.append(f"{name}: not run: {r['skipped']}")
-            continue
-        fmt = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
-        rows.append([name, f"{r['median']:.2f}", f"{r['p90']:.2f}", fmt(r["vs_baseline"]), fmt(r["vs_floor"]),
-                     f"{r['rel_l2']:.1e}", f"{r['top1_agreement']:.0%}"])
-        styles.append(None if r["check_pass"] else MISSED_STYLE)
+    table = ratio_table(lat)
+    timed = [r for r in table if "skipped" not in r]
+    ratio = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
+    rows = [[path_name(r), f"{r['median']:.2f}", f"{r['p90']:.2f}", ratio(r["vs_baseline"]), ratio(r["vs_floor"]),
+             f"{r['rel_l2']:.1e}", f"{r['top1_agreement']:.0%}"] for r in timed]
+    styles = [None if r["check_pass"] else MISSED_STYLE for r in timed]
     out.table(columns, rows, row_styles=styles, hint="--json writes every figure",
               title=f"3. Latency GENet_large, {lat['device']}, batch {lat['batch_size']}, "
                     f"{lat['warmup']} warm-up + {lat['iters']} timed iterations (ms per image)")
-    for line in skipped:
-        out.print(line, style="dim", indent="  ")
+    for r in table:
+        if "skipped" in r:
+            out.print(f"{path_name(r)}: not run: {r['skipped']}", style="dim", indent="  ")
     out.print("x torch: against torch eager fp32; x floor: against the compute floor; rel L2, top-1: logits "
               "against the float32 eager torch model on the same seeded input (top-1: agreement, not accuracy).",
               style="dim")
