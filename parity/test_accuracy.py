@@ -52,9 +52,12 @@ def imagenet_summary(user_weights, imagenet_dir, imagenet_list, imagenet_limit, 
 def test_logits_within_the_rule_on_the_first_images(imagenet_summary):
     """Both frameworks' logits on the first evaluation images, judged against a
     float64 recomputation (parity.core.tolerances): the bar is torch float32's own error."""
+    from parity.core.tolerances import failed as out_of_rule
+
     s = imagenet_summary
+    # torch eager is the bar itself: its row is the reference, reported, not judged
     failed = [f"{fw}: {j['error']:.3g} > {j['bound']:.3g} (margin {j['margin']:.3g})"
-              for c in s["logit_checks"] for fw, j in c["judgements"].items() if not j["passed"]]
+              for c in s["logit_checks"] for fw, j in c["judgements"].items() if out_of_rule(j)]
     assert s["logit_checks_pass"], f"GENet_{s['arch']}: logits out of the rule: {'; '.join(failed)}"
 
 

@@ -374,24 +374,69 @@ def test_cli_eval_runs_paddle_on_the_checked_predictor_and_falls_back_loudly(pho
     assert "predictor" not in eager["runners"]["paddle"] and "eager" in eager["runners"]["paddle"]
     assert "channels-last" not in eager["runners"]["torch"]
     assert eager["top1"] == fast["top1"]  # 4 images, predictions far from ties
+    # Eager torch is the check's bar itself: a reference row, never a pass; Paddle eager is judged.
+    (c,) = eager["logit_checks"]
+    assert c["judgements"]["torch"]["verdict"] == "reference" and c["judgements"]["torch"]["margin"] is None
+    assert c["judgements"]["paddle"]["passed"] and c["pass"] is True
+    assert {f["status"] for f in eager["fast_paths"].values()} == {"not tried"}
+    out = capsys.readouterr().out
+    assert "torch reference (its own error" in " ".join(out.split())
 
-    class Broken(inference.PredictorRunner):
+    class Unbuildable(inference.PredictorRunner):
         def __init__(self, *a, **k):
-            raise VerificationError("paddle predictor: start-up check failed: error 1 vs float64, OUT of the bound")
+            raise RuntimeError("no oneDNN here")
 
-    def broken_check(self):
-        raise VerificationError("torch channels-last: start-up check failed: error 1 vs float64, OUT of the bound")
+    def unbuildable(*a, **k):
+        raise RuntimeError("no channels-last kernels here")
 
-    monkeypatch.setattr(inference, "PredictorRunner", Broken)
-    monkeypatch.setattr(evaluate_module.TorchRunner, "check", broken_check)
-    assert main(common + ["--json", str(tmp_path / "fb.json"), "--results", str(tmp_path / "fb.jsonl")]) == 0
+    monkeypatch.setattr(inference, "PredictorRunner", Unbuildable)
+    with monkeypatch.context() as m:
+        m.setattr(evaluate_module, "_checked", unbuildable)
+        assert main(common + ["--json", str(tmp_path / "fb.json"), "--results", str(tmp_path / "fb.jsonl")]) == 0
     fallback = json.loads((tmp_path / "fb.json").read_text())
     assert "(fast path unavailable)" in fallback["runners"]["paddle"]
     assert "(fast path unavailable)" in fallback["runners"]["torch"]
     assert "channels-last" not in fallback["runners"]["torch"]
+    assert {f["status"] for f in fallback["fast_paths"].values()} == {"unavailable"}
+    assert fallback["fast_paths_failed"] == []
     err = capsys.readouterr().err
-    assert "WARNING: paddle falls back to eager: the predictor failed its start-up check" in err
-    assert "WARNING: torch falls back to eager: the channels-last path failed its start-up check" in err
+    assert "WARNING: paddle falls back to eager: the predictor could not be built (RuntimeError: no oneDNN" in err
+    assert "WARNING: torch falls back to eager: the channels-last path could not be built" in err
+
+
+def test_fast_paths_computing_wrong_logits_fail_eval(photo_set, tmp_path, capsys, monkeypatch):
+    """A fast path whose logits are wrong (planted: 0.1% on every logit, in
+    each framework's fast path only) is a finding, not 'unavailable': labelled
+    'failed its check' with its margin, in the JSON summary and the output,
+    and eval exits 1 although the run itself went on eager."""
+    from parity.commands.cli import main
+    from parity.fastpath import inference
+
+    torch_call, predictor_call = evaluate_module.TorchRunner.__call__, inference.PaddlePredictor.__call__
+
+    def wrong_channels_last(self, x):
+        out = torch_call(self, x)
+        return out * np.float32(1.001) if not self.is_reference else out
+
+    monkeypatch.setattr(evaluate_module.TorchRunner, "__call__", wrong_channels_last)
+    monkeypatch.setattr(inference.PaddlePredictor, "__call__",
+                        lambda self, x: predictor_call(self, x) * np.float32(1.001))
+    rc = main(["eval", "--seeded", "--arch", ARCH, "--data", photo_set[0], "--list", photo_set[1], "--limit", "2",
+               "--batch-size", "2", "--workers", "0", "--threads", "2", "--json", str(tmp_path / "s.json"),
+               "--results", str(tmp_path / "r.jsonl")])
+    printed = capsys.readouterr()
+    assert rc == 1
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["fast_paths_failed"] == ["torch", "paddle"]
+    for fw, what in (("torch", "the channels-last path"), ("paddle", "the predictor")):
+        f = s["fast_paths"][fw]
+        assert f["status"] == "failed its check" and f["path"] == what
+        assert f["margin"] == f["judgement"]["margin"] > 1 and f["judgement"]["pass"] is False
+        assert s["runners"][fw].endswith("(fast path failed its check)") and "unavailable" not in s["runners"][fw]
+        assert f"WARNING: {fw}: {what} FAILED its start-up check (margin" in printed.err
+        assert f"Fast path FAILED its check: {fw} {what} (margin {f['margin']:.3g})" in " ".join(printed.out.split())
+    # The eager fallback itself computed right: the run's own logit check passes (torch eager is its reference).
+    assert s["logit_checks_pass"] is True
 
 
 def test_torch_channels_last_check_refuses_wrong_logits():

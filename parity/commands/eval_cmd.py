@@ -197,12 +197,8 @@ def print_summary(out, s: dict):
                       + ", ".join(f"{fw} {d[fw]}" for fw in s["frameworks"]), indent="    ")
         if s["n_disagree"] > DISAGREEMENTS_SHOWN:
             out.print(f"  ... and {s['n_disagree'] - DISAGREEMENTS_SHOWN} more (all in the JSON summary)")
-    for c in s.get("logit_checks") or []:
-        where = f" (shard {c['shard'][0]}/{c['shard'][1]})" if c.get("shard") else ""
-        parts = ", ".join(f"{fw} margin {j['margin']:.3g}" for fw, j in c["judgements"].items())
-        out.print(f"Start-up logit check{where}, first {c['n_images']} images vs a float64 recomputation "
-                  f"(bar: 16 x torch {c['precision']} error): {parts}: {'PASS' if c['pass'] else 'FAIL'}",
-                  style=None if c["pass"] else "bold red")
+    for line, style in check_lines(s):
+        out.print(line, style=style)
     if s.get("throughput"):
         out.print(throughput_line(s["throughput"]))
     if s["n_bad"]:
@@ -211,6 +207,30 @@ def print_summary(out, s: dict):
             out.print(f"  {b['path']}: {b['error']}", indent="    ")
     if not s["complete"]:
         out.print(f"Incomplete: {s['n_evaluated'] + s['n_bad']} of {s['n_expected']} images done.", style="yellow")
+
+
+def check_lines(s: dict):
+    """(line, style) of each start-up logit check and each fast path that did
+    not pass its check. The reference (eager torch at the precision under
+    test: the bar itself) is reported as such, never as a pass."""
+    from parity.accuracy.evaluate import FAST_FAILED, FAST_UNAVAILABLE
+    from parity.core.tolerances import FACTOR, is_reference
+
+    for c in s.get("logit_checks") or []:
+        where = f" (shard {c['shard'][0]}/{c['shard'][1]})" if c.get("shard") else ""
+        parts = ", ".join(f"{fw} reference (its own error {j['error']:.3g}, not judged)" if is_reference(j)
+                          else f"{fw} margin {j['margin']:.3g}" for fw, j in c["judgements"].items())
+        verdict = {True: "PASS", False: "FAIL", None: "reference only, nothing compared"}[c["pass"]]
+        yield (f"Start-up logit check{where}, first {c['n_images']} images vs a float64 recomputation "
+               f"(bar: {FACTOR:g} x torch {c['precision']} error): {parts}: {verdict}",
+               "bold red" if c["pass"] is False else None)
+    for fw, f in (s.get("fast_paths") or {}).items():
+        if f and f["status"] == FAST_FAILED:
+            margin = f"margin {f['margin']:.3g}" if f.get("margin") is not None else "no margin recorded"
+            yield (f"Fast path FAILED its check: {fw} {f['path']} ({margin}); this run used eager instead. "
+                   f"{f['reason']}", "bold red")
+        elif f and f["status"] == FAST_UNAVAILABLE:
+            yield f"Fast path unavailable: {fw} {f['path']}: {f['reason']}", "yellow"
 
 
 def throughput_line(t: dict) -> str:
@@ -243,4 +263,9 @@ def run(args) -> int:
     print_summary(Out(), summary)
     if args.json:
         write_json(args.json, summary)
-    return 1 if summary["logit_checks_pass"] is False else 0
+    return exit_code(summary)
+
+
+def exit_code(summary: dict) -> int:
+    """1 when a start-up logit check failed or a fast path failed its check (findings), else 0."""
+    return 1 if summary["logit_checks_pass"] is False or summary.get("fast_paths_failed") else 0

@@ -129,6 +129,42 @@ def judge(name: str, candidate, f64, reference=None, reference_error: Optional[f
                      reference=reference_label)
 
 
+REFERENCE = "reference"  # a row of the reference itself: what the bar is made of, not a verdict
+
+
+def reference_row(name: str, reference, f64, dtype: str = "float32", label: str = "") -> dict:
+    """The row of a computation that *is* the reference (eager torch at the
+    precision under test judged against the bar it sets would compare it
+    with itself, a check that cannot fail): its own error against float64,
+    reported with no verdict, bound or margin. Shaped like
+    `Judgement.to_dict()` (plus `verdict`, `pass`) so tables read both."""
+    f64 = np.asarray(f64, np.float64)
+    _eps(dtype)
+    scale = float(np.max(np.abs(f64))) if f64.size else 0.0
+    error = max_abs_error(reference, f64)
+    return {"name": name, "verdict": REFERENCE, "passed": None, "pass": None, "error": error,
+            "reference_error": error, "bound": None, "scale": scale, "margin": None, "dtype": dtype,
+            "candidate": label, "reference": label, "truth": "torch_ref float64 recomputation, same weights and input",
+            "rule": "not judged: this is the reference the rule's bar comes from"}
+
+
+def is_reference(row: dict) -> bool:
+    """Whether a judgement dict is a `reference_row` (no verdict)."""
+    return row.get("verdict") == REFERENCE
+
+
+def failed(row: dict) -> bool:
+    """Whether a judgement dict (`Judgement.to_dict()`, with or without a
+    `pass` copy of `passed`, or a `reference_row`) is a failure."""
+    return not is_reference(row) and not row.get("pass", row.get("passed"))
+
+
+def check_word(row: dict, ok: str = "ok", bad: str = "WRONG") -> str:
+    """The word a table shows for a judgement dict: `reference` for the
+    reference's own row (no verdict), else `ok` or `bad`."""
+    return REFERENCE if is_reference(row) else bad if failed(row) else ok
+
+
 def check_overrides(atol: Optional[float], rtol: Optional[float]) -> None:
     if (atol is None) != (rtol is None):
         raise ValueError("give --atol and --rtol together, or neither (then the float64-relative rule applies)")
