@@ -239,3 +239,22 @@ def test_the_logit_row_reports_the_reference_without_a_verdict():
     row = logit_check_row({"logit_checks": [check], "logit_checks_pass": None}, "float32")
     assert row.status == INFO and "torch reference (its own error 1e-06, not judged)" in row.measured
     assert "PASS" not in row.measured and "margin" not in row.measured
+
+
+def test_certify_measures_tensor_differences_with_the_shared_helper(monkeypatch):
+    """The .pdparams check's max |tensor diff| is the rule's one max-abs helper:
+    a planted difference is measured exactly, a NaN is infinitely different."""
+    from parity.certificate.certify import tensor_difference
+    from parity.core import tolerances
+
+    ours = {"a.weight": np.zeros((3, 4), np.float32), "b.bias": np.ones(5, np.float32),
+            "c.num_batches_tracked": np.array(3, np.int64)}
+    given = {k: v.copy() for k, v in ours.items()}
+    given["b.bias"][2] += np.float32(2.0 ** -10)
+    given["c.num_batches_tracked"] = np.array(4, np.int64)  # not a float tensor: not compared
+    calls = []
+    real = tolerances.max_abs_error
+    monkeypatch.setattr(tolerances, "max_abs_error", lambda a, b: calls.append(1) or real(a, b))
+    assert tensor_difference(given, ours) == (2.0 ** -10, "b.bias") and len(calls) == 2
+    given["a.weight"][0, 0] = np.nan
+    assert tensor_difference(given, ours) == (float("inf"), "a.weight")

@@ -28,8 +28,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, List, Optional
 
-import numpy as np
-
 from genet_arch import CARDS, DEFAULT_NUM_CLASSES, canonical_arch
 
 from parity.core.environment import environment
@@ -152,13 +150,7 @@ def conversion_step(opts: CertifyOptions, arch: str, say) -> tuple:
     if opts.pdparams:
         given = to_layout(load_weights(opts.pdparams, arch=arch, layout="paddle"), "paddle")
         ours = to_layout(load_weights(opts.weights, arch=arch, weights_key=opts.weights_key), "paddle")
-        worst, worst_key = 0.0, None
-        for k, want in ours.items():
-            if want.dtype.kind != "f":
-                continue
-            d = float(np.max(np.abs(given[k].astype(np.float64) - want.astype(np.float64)))) if want.size else 0.0
-            if d > worst or worst_key is None:
-                worst, worst_key = d, k
+        worst, worst_key = tensor_difference(given, ours)
         ok = worst <= opts.thresholds.pdparams_max_abs
         checks.append(Check(
             "pdparams_matches", "The given .pdparams holds the converted weights",
@@ -166,6 +158,21 @@ def conversion_step(opts: CertifyOptions, arch: str, say) -> tuple:
             f"max |tensor diff| {worst:.3g} (at {worst_key})", details={"pdparams": os.path.abspath(opts.pdparams)}))
         paddle_path = opts.pdparams  # the file the user holds is the one evaluated
     return checks, paddle_path
+
+
+def tensor_difference(given, ours) -> tuple:
+    """(largest max |given - ours| over the float tensors, its key), by the
+    rule's one max-abs helper (NaN anywhere reads as infinitely different)."""
+    from parity.core.tolerances import max_abs_error
+
+    worst, worst_key = 0.0, None
+    for k, want in ours.items():
+        if want.dtype.kind != "f":
+            continue
+        d = max_abs_error(given[k], want)
+        if d > worst or worst_key is None:
+            worst, worst_key = d, k
+    return worst, worst_key
 
 
 def layer_diff_step(arch, official, paddle_state, inputs, input_info, device, say, on_layer=None) -> Check:
