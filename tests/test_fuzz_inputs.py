@@ -1,4 +1,4 @@
-"""Hostile and malformed inputs against `genet-convert` (issue 14).
+"""Hostile and malformed inputs against `genet-convert`.
 
 Every file of `tests/hostile_files.py` (forged numpy dtypes and reduce chains,
 memo and allocation bombs, truncations at every 1/16 of a valid file, header
