@@ -456,3 +456,45 @@ def test_torch_channels_last_check_refuses_wrong_logits():
         runner.model.fc_linear.weight.mul_(1.001)
     with pytest.raises(VerificationError, match="start-up check failed"):
         runner.check()
+
+
+def test_eval_refuses_a_pdparams_the_layer_diff_fails(photo_set, tmp_path, capsys):
+    """A .pdparams whose BN variance is 1.01x on one channel of
+    module_list.7.conv_list.0.7 (a channel the following ReLU zeroes on these
+    inputs, so a few logits cannot show it) fails eval, with either runner,
+    before anything is evaluated; the clean conversion passes the same check."""
+    import paddle
+    import torch
+
+    from converters.conversion.convert import convert
+    from converters.table.mapping import mapping_table
+    from parity.commands.cli import main
+
+    state = seeded_state(ARCH)
+    pth = str(tmp_path / "GENet_small.pth")
+    torch.save({"state_dict": {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}}, pth)
+    clean = str(tmp_path / "clean.pdparams")
+    convert(pth, clean, verify=False)
+    tensors = paddle.load(clean, return_numpy=True)
+    row = next(r for r in mapping_table(ARCH).modules if r.official == "module_list.7.conv_list.0.7")
+    assert row.kind == "bn"
+    key = f"{row.paddle}._variance"
+    tensors[key] = tensors[key].copy()
+    tensors[key][0] *= np.float32(1.01)
+    bad = str(tmp_path / "bad.pdparams")
+    paddle.save(tensors, bad)
+    common = ["eval", "--weights", pth, "--data", photo_set[0], "--list", photo_set[1], "--limit", "2",
+              "--batch-size", "2", "--workers", "0", "--threads", "2"]
+    for runner in ("fast", "eager"):
+        results = tmp_path / f"bad_{runner}.jsonl"
+        assert main(common + ["--pdparams", bad, "--runner", runner, "--results", str(results)]) == 1
+        err = capsys.readouterr().err
+        assert "Verification failed:" in err and "bad.pdparams does not compute what" in err
+        assert "first divergent module module_list.7.conv_list.0.7 (isolated error)" in err
+        assert "Nothing was evaluated" in err and not results.exists()
+    assert main(common + ["--pdparams", clean, "--runner", "eager", "--json", str(tmp_path / "ok.json"),
+                          "--results", str(tmp_path / "ok.jsonl")]) == 0
+    s = json.loads((tmp_path / "ok.json").read_text())
+    check = s["pdparams_check"]
+    assert check["pass"] is True and check["first_divergent"] is None
+    assert check["coverage"]["compared"] == check["coverage"]["total"] > 100

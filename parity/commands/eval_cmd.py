@@ -20,7 +20,8 @@ def add_weight_arguments(p):
     src.add_argument("--seeded", action="store_true",
                      help="seeded random weights (numpy seed 2020): exercises the tools, not a trained model")
     p.add_argument("--pdparams", metavar="PATH",
-                   help="Paddle weights to evaluate instead of converting --weights (e.g. genet-convert's output)")
+                   help="Paddle weights to evaluate instead of converting --weights (e.g. genet-convert's output); "
+                        "checked module by module against the torch weights first (the layer diff)")
     state_dicts.add_argument(p)
 
 
@@ -101,6 +102,32 @@ def load_states(arch, weights=None, seeded=False, pdparams=None, need_torch=True
     return arch, official if need_torch else None, paddle_state if need_paddle else None, provenance
 
 
+def check_pdparams(arch, official, paddle_state, pdparams: str, weights: str, device: str = "cpu") -> dict:
+    """A given .pdparams against the torch weights, module by module: the
+    layer diff (`parity.layers.diff`, every mapped module isolated and
+    accumulated, judged by the project's rule against float64, on its seeded
+    batch), as `genet-parity layers` and `certify` run it. A fault the logits
+    of a few inputs cannot show (a BN whose channel a ReLU then zeroes) shows
+    at the module itself. Raises VerificationError (exit 1, nothing
+    evaluated) when any module fails; returns the record for the summary."""
+    from converters.table.errors import VerificationError
+
+    from parity.layers.diff import run_layer_diff
+
+    d = run_layer_diff(arch, official, paddle_state, device="cpu" if device == "cpu" else "gpu").to_dict()
+    record = {"what": "layer diff of the given .pdparams against the torch weights (every mapped module, "
+                      "isolated and accumulated, against a float64 recomputation)",
+              "pass": d["pass"], "first_divergent": d["first_divergent"], "coverage": d["coverage"],
+              "failures": d["failures"], "input": d["input"], "seconds": d["seconds"]}
+    if not d["pass"]:
+        first = d["first_divergent"]
+        where = f"first divergent module {first['torch_name']} ({first['reason']}); " if first else ""
+        raise VerificationError(
+            f"{pdparams} does not compute what {weights} computes: {where}{'; '.join(d['failures'][:3])}. "
+            f"Nothing was evaluated (`genet-parity layers --weights ... --pdparams {pdparams}` shows every module)")
+    return record
+
+
 def default_results_path(arch, precision, shard):
     suffix = f"_shard{shard[0]}of{shard[1]}" if shard else ""
     return f"genet_eval_{arch}_{precision}{suffix}.jsonl"
@@ -145,6 +172,14 @@ def run_eval(args, console=None) -> dict:
     if note:
         progress.note(note)
     samples = select(dataset.samples, args.limit, shard)
+    pdparams_check = None
+    if args.pdparams and "paddle" in frameworks:
+        progress.stage(f"checking {os.path.basename(args.pdparams)} against the torch weights: the layer diff "
+                       "(every mapped module)")
+        pdparams_check = check_pdparams(arch, official, paddle_state, args.pdparams, args.weights or "--seeded",
+                                        device)
+        progress.note(f"{args.pdparams}: every one of {pdparams_check['coverage']['total']} mapped modules within "
+                      f"the rule ({pdparams_check['seconds']:.1f} s)")
     progress.stage("building the runners (the fast path is checked at start-up)")
     runners = build_runners(arch, frameworks, official, paddle_state, device, args.precision, runner=args.runner,
                             say=progress.note)
@@ -164,6 +199,8 @@ def run_eval(args, console=None) -> dict:
                            check=logit_check(arch, official, runners, device, args.precision), times=times)
     summary["throughput"] = {**times.summary(frameworks), "startup_s": startup_s}
     summary["dataset_note"] = note
+    if pdparams_check is not None:
+        summary["pdparams_check"] = pdparams_check
     progress.note(f"per-image predictions: {os.path.abspath(results)}")
     return summary
 
