@@ -282,7 +282,9 @@ def logit_check(arch: str, official_state, runners: Dict[str, object], device: s
         return {"type": "check", "n_images": int(len(x)), "precision": precision,
                 "truth": "torch_ref float64 recomputation, same weights and images",
                 # None: only the reference ran, nothing was compared
-                "judgements": judgements, "pass": all(judged) if judged else None}
+                "judgements": judgements, "pass": all(judged) if judged else None,
+                # this run's (or resumption's, or shard's) fast paths: a failure in any of them is kept
+                "fast_paths": {fw: getattr(run, "fast_path", None) for fw, run in runners.items()}}
     return check
 
 
@@ -383,6 +385,18 @@ def _checks_pass(checks: Sequence[dict]) -> Optional[bool]:
     return all(verdicts) if verdicts else None
 
 
+def _fast_paths(header: dict, checks: Sequence[dict]) -> dict:
+    """Each framework's fast path: this run's (the header's), unless one that
+    failed its check is recorded by any run, resumption or shard (its check
+    record), which is then the one reported."""
+    out = dict(header.get("fast_paths") or {})
+    for c in checks:
+        for fw, f in (c.get("fast_paths") or {}).items():
+            if f and f.get("status") == FAST_FAILED and (out.get(fw) or {}).get("status") != FAST_FAILED:
+                out[fw] = dict(f, shard=c["shard"]) if c.get("shard") else f
+    return out
+
+
 def summarize(header: dict, records: Sequence[dict], expected: Optional[int] = None) -> dict:
     """The summary of a run from its header and records (any order)."""
     checks = [r for r in records if r["type"] == "check"]
@@ -391,6 +405,7 @@ def summarize(header: dict, records: Sequence[dict], expected: Optional[int] = N
     bad = [r for r in records if r["type"] == "bad"]
     fws = header["frameworks"]
     expected = header["expected"] if expected is None else expected
+    fast_paths = _fast_paths(header, checks)
     n = len(images)
     correct = {fw: [r["pred"][fw][0] == r["label"] for r in images] for fw in fws}
     in_top5 = {fw: [r["label"] in r["pred"][fw][:TOPK] for r in images] for fw in fws}
@@ -411,8 +426,8 @@ def summarize(header: dict, records: Sequence[dict], expected: Optional[int] = N
         "logit_checks": checks,
         "logit_checks_pass": _checks_pass(checks),
         # each framework's fast path: passed its check, failed its check (a finding), unavailable, not tried
-        "fast_paths": header.get("fast_paths") or {},
-        "fast_paths_failed": fast_paths_failed(header.get("fast_paths")),
+        "fast_paths": fast_paths,
+        "fast_paths_failed": fast_paths_failed(fast_paths),
     }
     if len(fws) == 2:
         a, b = fws

@@ -314,7 +314,7 @@ def fast_path_row(summary: dict, precision: str) -> Check:
     failed = [fw for fw, f in paths.items() if f["status"] == FAST_FAILED]
     status = FAIL if failed else PASS if statuses and all(st == FAST_PASSED for st in statuses) else INFO
     return Check(f"fast_paths_{precision}",
-                 f"Each framework's fast path proven at start-up against a float64 recomputation ({precision})",
+                 f"The fast path of each framework, proven at start-up against a float64 recomputation ({precision})",
                  status, RULE, "; ".join(parts) or "none recorded",
                  reason="; ".join(f"{fw}: {paths[fw]['reason']}" for fw in failed), details={"fast_paths": paths})
 

@@ -54,22 +54,7 @@ def merge(paths) -> dict:
                 raise DataError(path, f"image {r['path']} (index {r['index']}) is also in another shard")
             records[r["index"]] = r
         expected += header["expected"]
-    return summarize({**first, "shard": None, "fast_paths": _fast_paths(loaded)}, list(records.values()) + checks,
-                     expected=expected)
-
-
-def _fast_paths(loaded) -> dict:
-    """Each framework's fast path over all shards: one that failed its check
-    anywhere is the one reported (with its shard)."""
-    from parity.accuracy.evaluate import FAST_FAILED
-
-    out = {}
-    for _, header, _ in loaded:
-        for fw, f in (header.get("fast_paths") or {}).items():
-            if fw not in out or (f and f.get("status") == FAST_FAILED and
-                                 (out[fw] or {}).get("status") != FAST_FAILED):
-                out[fw] = dict(f, shard=header.get("shard")) if f else f
-    return out
+    return summarize({**first, "shard": None}, list(records.values()) + checks, expected=expected)
 
 
 def run(args) -> int:
