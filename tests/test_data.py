@@ -59,9 +59,9 @@ def test_folder_layout_labels_are_sorted_folder_indices(tmp_path, photos):
 @pytest.mark.parametrize("line, message", [
     ("a.JPEG", "line 2: expected '<relative path> <integer label>'"),
     ("a.JPEG 1 2", "line 2: expected '<relative path> <integer label>'"),
-    ("a.JPEG cat", "line 2: label 'cat' is not an integer"),
+    ("a.JPEG cat", "line 2: label 'cat' is not a whole number in ASCII digits"),
     ("a.JPEG 1000", "line 2: label 1000 outside [0, 1000)"),
-    ("a.JPEG -1", "line 2: label -1 outside [0, 1000)"),
+    ("a.JPEG -1", "line 2: label '-1' is not a whole number in ASCII digits"),
     ("/abs/a.JPEG 3", "line 2: path '/abs/a.JPEG' must be relative"),
     ("../a.JPEG 3", "line 2: path '../a.JPEG' must be relative"),
     ("ok.JPEG 4", "line 2: ok.JPEG already listed on line 1"),

@@ -214,8 +214,12 @@ def test_shards_merged_equal_a_single_run(single_run, runners, photo_set, tmp_pa
     assert merged["logit_max_abs_diff"] <= difference_bound.max()
     with pytest.raises(DataError, match=r"shard\(s\) 0/3 missing"):
         merge(paths[:1] + paths[2:])
-    with pytest.raises(DataError, match="repeats shard 2/3"):
+    with pytest.raises(DataError, match="is the same file as .*, given twice"):
         merge(paths + paths[:1])
+    copy = tmp_path / "s2_copy.jsonl"
+    shutil.copy(paths[0], copy)
+    with pytest.raises(DataError, match="repeats shard 2/3"):
+        merge(paths + [str(copy)])
     cut = tmp_path / "s0_cut.jsonl"
     cut.write_text("".join(Path(paths[1]).read_text().splitlines(True)[:-1]))
     with pytest.raises(DataError, match="is unfinished: 1 of 2 images .*--shard 0/3 --resume"):

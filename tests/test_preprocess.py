@@ -131,7 +131,7 @@ def test_uint8_workers_plus_batch_normalisation_equal_the_per_image_pipeline():
     for i, p in enumerate(paths):
         with Image.open(p) as image:
             assert np.array_equal(got[i], preprocess(image, "small")), p
-    crops = [decode_one(p, "small")[0] for p in paths]
+    crops = [decode_one(p, "small").crop for p in paths]
     assert all(c.dtype == np.uint8 and c.shape == (192, 192, 3) for c in crops)
 
 
@@ -155,5 +155,6 @@ def _half_of_a_real_jpeg():
 def test_decoder_reports_the_decoders_error(tmp_path, content, error):
     bad = tmp_path / "broken.JPEG"
     bad.write_bytes(content)
-    crop, err = decode_one(str(bad), "small")
-    assert crop is None and err.startswith(error), err
+    got = decode_one(str(bad), "small")
+    assert got.crop is None and got.error.startswith(error), got.error
+    assert got.size == len(content)  # the bytes were read and digested before decoding failed

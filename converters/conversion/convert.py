@@ -21,6 +21,7 @@ from converters.table.errors import CheckpointError, VerificationError
 from converters.files.atomic import AtomicFile, commit_together
 from converters.files.io import write_pdparams, write_safetensors, write_torch
 from converters.files.load import LoadedWeights, check_finite, load_weights, to_layout
+from converters.files.paths import same_file
 from converters.files.tensor_check import STEP_COUNTER
 from converters.table.mapping import TRANSPOSE, mapping_table
 from converters.conversion.verify import framework_of, import_paddle
@@ -77,18 +78,14 @@ def _resolve_dst(src: str, dst: str) -> str:
     return dst
 
 
-def _same_file(a: str, b: str) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def _check_paths(src: str, dst: str, force: bool, provenance: bool) -> None:
-    if _same_file(src, dst):
+    # Neither the destination nor its provenance record may be the source, by
+    # any name (a link, a hard link, `./x`), with --force or without.
+    if same_file(src, dst):
         raise CheckpointError(dst, f"is the source file itself ({src}); choose another destination")
+    if provenance and same_file(src, dst + ".json"):
+        raise CheckpointError(dst + ".json", f"(the provenance record of {dst}) is the source file itself ({src}); "
+                                             f"it would be overwritten: choose another destination")
     folder = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(folder):
         raise CheckpointError(dst, f"destination folder {folder} does not exist")

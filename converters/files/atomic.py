@@ -15,18 +15,22 @@ hold under SIGINT and SIGTERM at any moment, not only between statements:
   it on their way out, and it is registered with `atexit` for library users.
 
 `terminate_like_interrupt()` makes SIGTERM (a plain `kill`) unwind like Ctrl-C,
-so `finally` blocks and the cleanup run.
+so `finally` blocks and the cleanup run. SIGKILL runs nothing: the temporary
+folders of a process that died so are removed at the next start
+(`remove_stale_temporaries`, by the owner's pid in the folder's name).
 """
 from __future__ import annotations
 
 import atexit
 import contextlib
 import os
+import re
 import shutil
 import signal
+import stat
 import tempfile
 import threading
-from typing import Iterable, Set
+from typing import Iterable, List, Optional, Set
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _live: Set[str] = set()
@@ -100,12 +104,55 @@ def temporary_file(dst: str) -> str:
     return path
 
 
+# Temporary folders are named <prefix>pid<owner's pid>_<random>, so that a later
+# start can tell the folders of a process killed with SIGKILL (which removes
+# nothing) from those of a process still running.
+STALE_PREFIX = "genet_"
+_OWNED = re.compile(r"^genet_.*?pid(\d+)_[^/]*$")
+
+
 def temporary_dir(prefix: str) -> str:
     """A new folder under the system's temporary folder, recorded for removal."""
+    remove_stale_temporaries()
     with signals_deferred():
-        path = tempfile.mkdtemp(prefix=prefix)
+        path = tempfile.mkdtemp(prefix=f"{prefix}pid{os.getpid()}_")
         _live.add(path)
     return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Optional[str] = None) -> List[str]:
+    """Remove the genet_* temporary folders whose owning process is dead
+    (left by a `kill -9`); returns them. Folders of live processes, of other
+    users and anything not named by `temporary_dir` are left alone."""
+    folder = folder or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = _OWNED.match(name)
+        if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def remove(path: str) -> None:
@@ -203,11 +250,18 @@ def commit_together(files: Iterable[AtomicFile]) -> None:
 
 
 def write_text_atomic(path: str, text: str) -> None:
-    """Write a report or summary so that readers see the old file or the whole new one."""
-    with AtomicFile(path) as out:
-        with open(out.tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        out.commit()
+    """Write a report or summary so that readers see the old file or the whole
+    new one. A failure (a full disk, a read-only or missing folder) is a
+    CheckpointError naming the file (exit 2): nothing was written."""
+    from converters.table.errors import CheckpointError
+
+    try:
+        with AtomicFile(path) as out:
+            with open(out.tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            out.commit()
+    except OSError as e:
+        raise CheckpointError(path, f"could not be written ({e.strerror or e}); nothing was written") from None
 
 
 def _raise_interrupt(signum, frame):
@@ -216,7 +270,10 @@ def _raise_interrupt(signum, frame):
 
 def terminate_like_interrupt() -> None:
     """SIGTERM unwinds like Ctrl-C (KeyboardInterrupt), so temporaries are
-    removed and the command reports 'Interrupted.' with exit code 130."""
+    removed and the command reports 'Interrupted.' with exit code 130. Each
+    command calls it first: the temporary folders left by an earlier
+    `kill -9` are removed here too."""
+    remove_stale_temporaries()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
 

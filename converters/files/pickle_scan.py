@@ -119,6 +119,13 @@ class _Scan:
             self.refuse("has an unterminated or over-long text argument")
         return data[:-1]
 
+    def memo_index(self) -> int:
+        """The index of a text memo opcode (GET, PUT): ASCII digits, else refused."""
+        text = self.line()
+        if not (text.isascii() and text.isdigit()):
+            self.refuse(f"has a memo opcode with the index {text[:20]!r}, not a whole number (damaged or forged)")
+        return int(text)
+
     def charge(self, amount: int) -> None:
         self.work += amount
         if self.work > self.limit:
@@ -335,12 +342,12 @@ class _Scan:
                 self.persistent_ids.append(None)
                 self.const(len(self.line()))
             elif c in (0x67, 0x68, 0x6A):  # GET BINGET LONG_BINGET
-                idx = (int(self.line()) if c == 0x67 else read(1)[0] if c == 0x68 else unpack("<I", read(4))[0])
+                idx = (self.memo_index() if c == 0x67 else read(1)[0] if c == 0x68 else unpack("<I", read(4))[0])
                 if idx not in self.memo:
                     self.refuse(f"refers to memo entry {idx}, which it never stored (damaged)")
                 self.reference(self.memo[idx])
             elif c in (0x70, 0x71, 0x72):  # PUT BINPUT LONG_BINPUT
-                idx = (int(self.line()) if c == 0x70 else read(1)[0] if c == 0x71 else unpack("<I", read(4))[0])
+                idx = (self.memo_index() if c == 0x70 else read(1)[0] if c == 0x71 else unpack("<I", read(4))[0])
                 self.memo[idx] = self.top()
             elif c == 0x94:  # MEMOIZE
                 self.memo[len(self.memo)] = self.top()

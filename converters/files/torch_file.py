@@ -8,7 +8,10 @@ record's real length or compression. So before torch sees a file:
 - zip files: every record is stored uncompressed (torch maps records as raw
   bytes, so a deflated one would be read as garbage), names are unique and
   share one archive folder (else Python's and torch's zip readers may pick
-  different records), every record lies inside the file, and `data.pkl`
+  different records), every record lies inside the file, each record's local
+  header names the record the central directory names (torch reads a record
+  from the offset the directory gives, whatever lies there), no two records
+  share bytes (one tensor's bytes read as another's), and `data.pkl`
   exists; its pickle passes `pickle_scan` (bounded work, depth, opcodes);
   every storage it declares is a record of exactly numel x element-size bytes.
 - legacy files: the five pickles at the start pass `pickle_scan`, and the
@@ -59,6 +62,11 @@ def _zip_damaged(path: str, what: str) -> CheckpointError:
     return CheckpointError(path, f"cannot be read as a PyTorch checkpoint (damaged or truncated?): {what}")
 
 
+def _name_bytes(info: zipfile.ZipInfo) -> bytes:
+    """A record's name as its local header spells it (UTF-8 when flagged, else cp437, as zipfile reads it)."""
+    return info.filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+
+
 def check_zip(f: BinaryIO, size: int, path: str) -> None:
     try:
         z = zipfile.ZipFile(f)
@@ -68,8 +76,9 @@ def check_zip(f: BinaryIO, size: int, path: str) -> None:
     if not infos:
         raise _zip_damaged(path, "an empty zip archive")
     names = [i.filename for i in infos]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
+    seen = set()
+    dup = next((n for n in names if n in seen or seen.add(n)), None)  # linear: one set, one pass
+    if dup is not None:
         raise CheckpointError(path, f"holds two zip records named {show(dup, 60)}; a torch checkpoint names each "
                                     f"once (readers would disagree on which one counts)")
     if "/" not in names[0]:
@@ -80,7 +89,7 @@ def check_zip(f: BinaryIO, size: int, path: str) -> None:
     if stray:
         raise CheckpointError(path, f"holds records outside its archive folder {show(prefix, 40)}: "
                                     f"{show(stray[0], 60)}")
-    records = {}
+    records, extents = {}, []
     for info in infos:
         if info.compress_type != zipfile.ZIP_STORED:
             raise CheckpointError(path, f"zip record {show(info.filename, 60)} is compressed; torch checkpoints store "
@@ -90,9 +99,21 @@ def check_zip(f: BinaryIO, size: int, path: str) -> None:
         if len(local) < 30 or local[:4] != b"PK\x03\x04":
             raise _zip_damaged(path, f"record {show(info.filename, 60)} has no local header")
         n, m = struct.unpack("<HH", local[26:30])
-        if info.header_offset + 30 + n + m + info.file_size > size:
+        end = info.header_offset + 30 + n + m + info.file_size
+        if end > size:
             raise _zip_damaged(path, f"record {show(info.filename, 60)} extends past the end of the file")
+        local_name = f.read(n)
+        if local_name != _name_bytes(info):
+            raise CheckpointError(path, f"zip record {show(info.filename, 60)}: its local header names "
+                                        f"{show(local_name.decode('utf-8', 'replace'), 60)}; the central directory "
+                                        f"points it at another record's bytes (damaged or forged)")
         records[info.filename] = info
+        extents.append((info.header_offset, end, info.filename))
+    extents.sort()
+    for (_, end, name), (start, _, other) in zip(extents, extents[1:]):
+        if start < end:
+            raise CheckpointError(path, f"zip records {show(name, 60)} and {show(other, 60)} overlap in the file; "
+                                        f"each record's bytes must be its own (damaged or forged)")
     pkl = records.get(prefix + "data.pkl")
     if pkl is None:
         raise _zip_damaged(path, f"no {prefix}data.pkl record")

@@ -2,39 +2,30 @@
 
 Each batch is decoded once and fed to every framework, so any disagreement
 comes from the models, never from two data pipelines. Per-image predictions
-are appended to a JSON-lines results file as they are produced; the summary
-is a pure function of that file (header + records sorted by image index),
-which is what makes `--resume` and `merge` give exactly a single run's summary.
-
-Results file: line 1 is a header {"type": "header", ...} naming everything
-that must match to continue or merge it; then one line per image,
-{"type": "image", "index", "path", "label", "pred": {framework: top-5}, ...}
-or {"type": "bad", "index", "path", "label", "error"} under --skip-bad; and,
-once per run (and once per resumption), {"type": "check", ...}: the start-up
-logit check, every runner's logits on the first images judged by the
-project's rule against a float64 recomputation (`logit_check`).
+are appended to a results file (`parity.accuracy.results`: header, one record
+per image with its content digest, a digest chain over the records) as they
+are produced; the summary is a pure function of that file (header + records
+sorted by image index), which is what makes `--resume` and `merge` give
+exactly a single run's summary.
 """
 from __future__ import annotations
 
-import json
-import os
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
 from genet_arch import DEFAULT_NUM_CLASSES
 
 from parity.inputs.data import Dataset, DataError, Sample
-from parity.inputs.decode import Decoder
+from parity.inputs.decode import DIGEST, Decoder
+from parity.inputs.preprocessing import describe as describe_preprocessing
+from parity.accuracy.results import (IDENTITY_FIELDS, RECORD_TYPES, RESULTS_VERSION,  # noqa: F401 (their old home)
+                                     ResultsWriter, identity_mismatch, read_results)
 from parity.accuracy.stats import paired_summary
 
-RESULTS_VERSION = 1
 FRAMEWORKS = ("torch", "paddle")
 PRECISIONS = ("float32", "float16", "bfloat16")
 TOPK = 5
-# Header fields that a resumed run or a merged shard must share exactly.
-RECORD_TYPES = ("image", "bad")  # the per-image records; "check" records hold the start-up logit check
-IDENTITY_FIELDS = ("version", "arch", "precision", "device", "frameworks", "runners", "weights", "dataset", "limit")
 
 
 def normalize_device(device: str) -> str:
@@ -300,76 +291,7 @@ def make_header(arch: str, precision: str, device: str, runners: Dict[str, objec
             "fast_paths": {k: getattr(r, "fast_path", None) for k, r in runners.items()},
             "weights": weights, "dataset": identity,
             "dataset_location": location, "limit": limit, "shard": list(shard) if shard else None,
-            "expected": expected}
-
-
-def read_results(path: str, repair: bool = False):
-    """(header, records) of a results file. A last line cut short by an
-    interruption is dropped (and, with repair=True, truncated from the file);
-    damage anywhere else is an error naming the line."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise DataError(path, "no such results file") from None
-    # Every record is written as one line ending in a newline, so only a last
-    # piece without its newline can be an interrupted write.
-    complete, newline, _ = raw.rpartition(b"\n")
-    good_bytes = len(complete) + len(newline)
-    parsed = []
-    for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
-        if not line.strip():
-            continue
-        try:
-            parsed.append(json.loads(line))
-        except ValueError as e:
-            raise DataError(path, f"line {number} is not valid JSON ({e}); the file is damaged") from None
-    if repair and good_bytes < len(raw):
-        with open(path, "r+b") as f:
-            f.truncate(good_bytes)
-    if not parsed or parsed[0].get("type") != "header":
-        raise DataError(path, "is not a genet-parity results file (no header line)")
-    return parsed[0], parsed[1:]
-
-
-def identity_mismatch(a: dict, b: dict) -> List[str]:
-    return [k for k in IDENTITY_FIELDS if a.get(k) != b.get(k)]
-
-
-class ResultsWriter:
-    """Appends records, flushed to disk after every batch, so an interrupted
-    run loses at most the batch in progress."""
-
-    def __init__(self, path: str, header: dict, resume: bool):
-        self.path = path
-        self.done: Dict[int, dict] = {}
-        self.checks: List[dict] = []
-        if os.path.exists(path) and os.path.getsize(path) > 0:
-            if not resume:
-                raise DataError(path, "already exists; pass --resume to continue it, or choose another "
-                                      "--results path (nothing was overwritten)")
-            old_header, records = read_results(path, repair=True)
-            bad = identity_mismatch(old_header, header) + (["shard"] if old_header.get("shard") != header["shard"] else [])
-            if bad:
-                raise DataError(path, "cannot resume: it was written for a different run (differs in "
-                                      f"{', '.join(bad)})")
-            self.done = {r["index"]: r for r in records if r["type"] in RECORD_TYPES}
-            self.checks = [r for r in records if r["type"] == "check"]
-            self._f = open(path, "a", encoding="utf-8")
-        else:
-            parent = os.path.dirname(os.path.abspath(path))
-            os.makedirs(parent, exist_ok=True)
-            self._f = open(path, "w", encoding="utf-8")
-            self.write([header])
-
-    def write(self, records: List[dict]):
-        for r in records:
-            self._f.write(json.dumps(r, separators=(",", ":")) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self):
-        self._f.close()
+            "expected": expected, "preprocessing": describe_preprocessing(arch), "image_digest": DIGEST}
 
 
 # ---------------------------------------------------------------- summary
@@ -481,9 +403,11 @@ def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sam
                 for fw in runners:
                     counts[fw] += r["pred"][fw][0] == r["label"]
                 counts["agree"] += len({tuple(r["pred"][fw][:1]) for fw in runners}) == 1
-        if on_batch:
-            on_batch(len(writer.done), counts)
         with Decoder(header["arch"], dataset.abspath, workers=workers, batch_size=batch_size) as decoder:
+            if writer.done:
+                check_resumed(results_path, writer.done, samples, dataset, decoder)
+            if on_batch:
+                on_batch(len(writer.done), counts)
             times.decoder = decoder
             batches = decoder.batches(todo)
             while True:
@@ -495,8 +419,8 @@ def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sam
                     sample, err = batch.failed[0]
                     raise DataError(dataset.abspath(sample), f"cannot be decoded: {err} "
                                                              "(pass --skip-bad to skip and list such images)")
-                records = [{"type": "bad", "index": s.index, "path": s.path, "label": s.label, "error": err}
-                           for s, err in batch.failed]
+                records = [{"type": "bad", "index": s.index, "path": s.path, "label": s.label, "error": err,
+                            **_content(batch, s)} for s, err in batch.failed]
                 if batch.samples and check is not None:
                     with clock("check"):
                         writer.checks.append(check(batch.inputs))
@@ -514,7 +438,7 @@ def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sam
                         gaps = np.abs(a.astype(np.float64) - b).max(axis=1)
                     for i, s in enumerate(batch.samples):
                         rec = {"type": "image", "index": s.index, "path": s.path, "label": s.label,
-                               "pred": {fw: [int(c) for c in p[i]] for fw, p in preds.items()}}
+                               **_content(batch, s), "pred": {fw: [int(c) for c in p[i]] for fw, p in preds.items()}}
                         if len(runners) == 2:
                             rec["logit_max_abs_diff"] = float(gaps[i])
                         records.append(rec)
@@ -533,6 +457,36 @@ def evaluate(runners: Dict[str, object], dataset: Dataset, samples: Sequence[Sam
         writer.close()
         times.run_s += time.perf_counter() - started
     return summarize(header, list(writer.done.values()) + writer.checks)
+
+
+def _content(batch, sample) -> dict:
+    """The size and digest of an image's bytes as its worker read them."""
+    size, digest = batch.digests.get(sample, (None, None))
+    return {"size": size, "digest": digest}
+
+
+def check_resumed(path: str, done: Dict[int, dict], samples: Sequence[Sample], dataset: Dataset, decoder) -> None:
+    """Before a run continues a results file: each image it holds is one of
+    this run's, with the same path and label, and its file's bytes are still
+    those evaluated (size and digest, read again by the decoding workers)."""
+    by_index = {s.index: s for s in samples}
+    for index, r in sorted(done.items()):
+        s = by_index.get(index)
+        if s is None or (s.path, s.label) != (r["path"], r["label"]):
+            now = "not one of this run's images" if s is None else f"{s.path} label {s.label} here"
+            raise DataError(path, f"cannot resume: it records image {r['path']} label {r['label']} at index {index}, "
+                                  f"{now}; it belongs to another data set (nothing was written)")
+    recorded = [s for s in samples if s.index in done]
+    for s, now in zip(recorded, decoder.digests(recorded)):
+        r = done[s.index]
+        if (r.get("size"), r.get("digest")) != (now.size, now.digest):
+            if now.digest is None:
+                change = f"it cannot be read now ({now.error})"
+            else:
+                change = f"recorded {r.get('size')} bytes {r.get('digest')}, now {now.size} bytes {now.digest}"
+            raise DataError(path, f"cannot resume: image {dataset.abspath(s)} (index {s.index}) is not the file "
+                                  f"that was evaluated ({change}); these results belong to other images: "
+                                  f"evaluate into a new --results file (nothing was written)")
 
 
 class RunTimes:

@@ -372,9 +372,9 @@ def latency_step(arch, opts: CertifyOptions, official, say) -> Check:
 
 def _predictions(results_path: str) -> List[dict]:
     """Every image's top-5 in both frameworks, from the evaluation's results file."""
-    from parity.accuracy.evaluate import RECORD_TYPES, read_results
+    from parity.accuracy.results import RECORD_TYPES, read_results
 
-    _, records = read_results(results_path)
+    records = read_results(results_path).records
     out = []
     for r in sorted((r for r in records if r["type"] in RECORD_TYPES), key=lambda r: r["index"]):
         if r["type"] == "image":

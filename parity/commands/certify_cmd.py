@@ -130,12 +130,34 @@ def build_options(args):
         raise DataError(None, f"certify needs {' and '.join(missing)} (or --demo for the built-in demo)")
     arch = canonical_arch(args.arch) if args.arch else None
     prefix = args.out or f"certificate_GENet_{arch or os.path.splitext(os.path.basename(args.weights))[0]}"
+    refuse_outputs(prefix, args)
     return CertifyOptions(arch=arch, weights=args.weights, pdparams=args.pdparams, data=args.data,
                           list_file=args.list, out_prefix=prefix, limit=args.limit, batch_size=args.batch_size,
                           workers=workers, device=args.device, runner=getattr(args, 'runner', 'fast'),
                           skip_bad=args.skip_bad, resume=args.resume,
                           thresholds=thresholds, bench=not args.no_bench, bench_options=bench_options(args),
                           weights_key=args.weights_key)
+
+
+def outputs(prefix: str) -> list:
+    """(what, path) of every file a certificate run writes."""
+    return [("the certificate", f"{prefix}.json"), ("its HTML page", f"{prefix}.html"),
+            ("the converted weights", f"{prefix}.pdparams"),
+            ("the float32 results", f"{prefix}.eval_float32.jsonl"),
+            ("the float16 results", f"{prefix}.eval_float16.jsonl")]
+
+
+def refuse_outputs(prefix: str, args) -> None:
+    """No file certify writes may be one of its inputs (checked before any
+    work); with --resume its results files are inputs it continues."""
+    from converters.files.paths import refuse_output_is_input
+
+    written = outputs(prefix)
+    inputs = [("--weights", args.weights), ("--pdparams", args.pdparams), ("--list", args.list)]
+    if args.resume:
+        inputs += [(f"--out {what}", path) for what, path in written if path.endswith(".jsonl")]
+        written = [(what, path) for what, path in written if not path.endswith(".jsonl")]
+    refuse_output_is_input([(f"--out {what}", path) for what, path in written], inputs)
 
 
 def exit_code(cert: dict) -> int:

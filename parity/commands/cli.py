@@ -36,6 +36,30 @@ def _parser():
     return parser, modules
 
 
+OUTPUT_OPTIONS = ("json", "html", "markdown")  # report files a command writes
+INPUT_OPTIONS = ("weights", "pdparams", "list", "reference", "image")  # files a command reads
+
+
+def refuse_overwriting_inputs(args) -> None:
+    """No report a command writes may replace one of its inputs (same file by
+    any name: a link, `./x`, a hard link) or another of its reports; checked
+    before any work. `eval`, `merge` and `certify` check their own results
+    files and certificates as well."""
+    from converters.files.paths import refuse_output_is_input
+
+    def given(names):
+        for name in names:
+            value = getattr(args, name, None)
+            for v in (value if isinstance(value, list) else [value]):
+                if isinstance(v, str):
+                    yield f"--{name.replace('_', '-')}", v
+
+    inputs = list(given(INPUT_OPTIONS))
+    if args.command == "merge":
+        inputs += [(f"shard {p}", p) for p in args.results]
+    refuse_output_is_input(given(OUTPUT_OPTIONS), inputs)
+
+
 def main(argv=None) -> int:
     from converters.files.atomic import terminate_like_interrupt
 
@@ -48,6 +72,7 @@ def _main(argv) -> int:
 
     parser, modules = _parser()
     args = parser.parse_args(argv)
+    refuse_overwriting_inputs(args)
     configure_threads(getattr(args, "threads", None))
     module = modules[args.command]
     if getattr(module, "NEEDS_PADDLE", True):

@@ -128,6 +128,43 @@ def check_pdparams(arch, official, paddle_state, pdparams: str, weights: str, de
     return record
 
 
+def refuse_outputs(args, results, dataset) -> None:
+    """--results and --json may name no input (and not each other): checked
+    before any work, and again once the default results name and the images
+    are known. --results is an input too when resumed, never an output of
+    another kind."""
+    from converters.files.paths import refuse_output_is_input
+
+    inputs = [("--weights", args.weights), ("--pdparams", args.pdparams), ("--list", args.list)]
+    outputs = [("--json", args.json)]
+    if not args.resume:
+        outputs.insert(0, ("--results", results))
+    else:
+        inputs.append(("--results", results))
+    refuse_output_is_input(outputs, inputs)
+    if dataset is not None:
+        from converters.files.paths import identity
+
+        for what, path in outputs + [("--results", results)]:
+            if path and identity(path).inode in dataset.inodes:
+                from parity.inputs.data import DataError
+
+                raise DataError(path, f"{what} names one of the images being evaluated; choose another path "
+                                      f"(nothing was written)")
+
+
+def finish(summary: dict, source: str) -> int:
+    """The exit code of an evaluation's summary: an evaluation of no image is
+    an error (exit 2, said plainly); a failed start-up logit check, or a fast
+    path that failed its check (findings, although the run went on eager), exit 1."""
+    if summary["n_evaluated"] == 0:
+        from parity.inputs.data import DataError
+
+        raise DataError(source, f"no image was evaluated ({summary['n_bad']} of {summary['n_expected']} failed to "
+                                f"decode): an evaluation of no image has no accuracy")
+    return 1 if summary["logit_checks_pass"] is False or summary.get("fast_paths_failed") else 0
+
+
 def default_results_path(arch, precision, shard):
     suffix = f"_shard{shard[0]}of{shard[1]}" if shard else ""
     return f"genet_eval_{arch}_{precision}{suffix}.jsonl"
@@ -156,6 +193,7 @@ def run_eval(args, console=None) -> dict:
         raise DataError(None, f"--limit {args.limit}: must be >= 1")
     frameworks = ["torch", "paddle"] if args.framework == "both" else [args.framework]
     progress = Progress("eval", stream=getattr(console, "file", None))
+    refuse_outputs(args, args.results, None)
     progress.stage("reading the weights")
     # The torch-layout weights are needed even for --framework paddle: the
     # start-up logit check's float64 recomputation is built from them.
@@ -168,6 +206,8 @@ def run_eval(args, console=None) -> dict:
     # The data are checked (every listed file present, every label within the
     # head read from the weights) before any model is built.
     dataset = open_dataset(args.data, args.list, num_classes)
+    results = args.results or default_results_path(arch, args.precision, shard)
+    refuse_outputs(args, results, dataset)  # now that the default name and the images are known
     note = class_note(dataset, num_classes)
     if note:
         progress.note(note)
@@ -184,7 +224,6 @@ def run_eval(args, console=None) -> dict:
     runners = build_runners(arch, frameworks, official, paddle_state, device, args.precision, runner=args.runner,
                             say=progress.note)
     header = make_header(arch, args.precision, device, runners, provenance, dataset, args.limit, shard, len(samples))
-    results = args.results or default_results_path(arch, args.precision, shard)
     workers = default_threads() if args.workers is None else args.workers
     for label in header["runners"].values():
         progress.note(label)
@@ -201,6 +240,7 @@ def run_eval(args, console=None) -> dict:
     summary["dataset_note"] = note
     if pdparams_check is not None:
         summary["pdparams_check"] = pdparams_check
+    summary["results_file"] = os.path.abspath(results)
     progress.note(f"per-image predictions: {os.path.abspath(results)}")
     return summary
 
@@ -287,7 +327,8 @@ def throughput_line(t: dict) -> str:
 
 
 def write_json(path, data):
-    """Atomic: a reader never sees half a summary."""
+    """Atomic: a reader never sees half a summary; a failed write (a full
+    disk, a read-only folder) leaves nothing and names the file (exit 2)."""
     from converters.files.io import write_text_atomic
 
     write_text_atomic(path, json.dumps(data, indent=2))
@@ -300,9 +341,4 @@ def run(args) -> int:
     print_summary(Out(), summary)
     if args.json:
         write_json(args.json, summary)
-    return exit_code(summary)
-
-
-def exit_code(summary: dict) -> int:
-    """1 when a start-up logit check failed or a fast path failed its check (findings), else 0."""
-    return 1 if summary["logit_checks_pass"] is False or summary.get("fast_paths_failed") else 0
+    return finish(summary, summary["results_file"])

@@ -12,10 +12,20 @@ def add_arguments(p):
 def merge(paths) -> dict:
     """Summary of the union of shard files; refuses anything that would not
     equal a single run: different runs, missing, repeated or unfinished shards."""
-    from parity.inputs.data import DataError
-    from parity.accuracy.evaluate import RECORD_TYPES, identity_mismatch, read_results, summarize
+    from converters.files.paths import identity
 
-    loaded = [(p, *read_results(p)) for p in paths]
+    from parity.inputs.data import DataError
+    from parity.accuracy.evaluate import summarize
+    from parity.accuracy.results import RECORD_TYPES, identity_mismatch, read_results
+
+    first_name = {}
+    for p in paths:  # one file given twice, by any name, is a repeated shard
+        key = identity(p)
+        twin = next((q for k, q in first_name.items() if k.same(key)), None)
+        if twin is not None:
+            raise DataError(p, f"is the same file as {twin}, given twice")
+        first_name[key] = p
+    loaded = [(p, r.header, r.records) for p in paths for r in [read_results(p)]]
     first_path, first, _ = loaded[0]
     for path, header, _ in loaded[1:]:
         bad = identity_mismatch(first, header)
@@ -58,11 +68,14 @@ def merge(paths) -> dict:
 
 
 def run(args) -> int:
-    from parity.commands.eval_cmd import exit_code, print_summary, write_json
+    from converters.files.paths import refuse_output_is_input
+
+    from parity.commands.eval_cmd import finish, print_summary, write_json
     from parity.core.textout import Out
 
+    refuse_output_is_input([("--json", args.json)], [(f"shard {p}", p) for p in args.results])
     summary = merge(args.results)
     print_summary(Out(), summary)
     if args.json:
         write_json(args.json, summary)
-    return exit_code(summary)
+    return finish(summary, ", ".join(args.results))

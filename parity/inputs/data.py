@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+import stat
+from dataclasses import dataclass, field
+from typing import FrozenSet, List, Optional, Sequence, Tuple
 
+from converters.files.paths import canonical_relative, is_utf8_name, printable_name, read_text
 from converters.table.errors import CheckpointError
 from genet_arch import DEFAULT_NUM_CLASSES
 
 # torchvision's IMG_EXTENSIONS, so the folder layout finds the same files.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 MAX_LISTED = 20  # problems named one by one in an error before "... and N more"
+# ImageNet val's list is 1.5 MB; a list past this bound is not a list (or is /dev/zero).
+MAX_LIST_BYTES = 64 * 2**20
 
 
 class DataError(CheckpointError):
@@ -41,6 +45,8 @@ class Dataset:
     samples: List[Sample]
     list_file: Optional[str] = None
     classes: Optional[List[str]] = None
+    # (device, inode) of every image: an output path among them is refused (converters.files.paths)
+    inodes: FrozenSet[Tuple[int, int]] = field(default_factory=frozenset)
 
     def __len__(self):
         return len(self.samples)
@@ -72,14 +78,14 @@ def _listing(problems: Sequence[str]) -> str:
 def parse_list(list_file: str, num_classes: int = DEFAULT_NUM_CLASSES) -> List[Tuple[int, str, int]]:
     """(line number, relative path, label) per line of a `val_list.txt`.
     Blank lines are ignored; anything else that is not exactly two fields with
-    a label in [0, num_classes) is an error naming every bad line."""
+    a label of ASCII digits in [0, num_classes) is an error naming every bad
+    line. Paths are compared in normal form ('./a.JPEG' is 'a.JPEG'), so an
+    image listed twice under two spellings is named. A UTF-8 byte-order mark
+    at the start is accepted."""
     try:
-        with open(list_file, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise DataError(list_file, "no such list file") from None
-    except UnicodeDecodeError as e:
-        raise DataError(list_file, f"is not UTF-8 text: {e}") from None
+        lines = read_text(list_file, MAX_LIST_BYTES, "a list file", "no such list file").splitlines()
+    except CheckpointError as e:
+        raise DataError(e.source, e.reason) from None
     entries, problems, seen = [], [], {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -89,18 +95,18 @@ def parse_list(list_file: str, num_classes: int = DEFAULT_NUM_CLASSES) -> List[T
             problems.append(f"line {number}: expected '<relative path> <integer label>', got {line.strip()!r}")
             continue
         path, label = fields
-        try:
-            value = int(label)
-        except ValueError:
-            problems.append(f"line {number}: label {label!r} is not an integer")
+        # int() also reads '7_5_3', '+753' and other scripts' digits: a label is ASCII digits only.
+        if not (label.isascii() and label.isdigit()):
+            problems.append(f"line {number}: label {label!r} is not a whole number in ASCII digits")
             continue
+        value = int(label)
         if not 0 <= value < num_classes:
             problems.append(f"line {number}: label {value} outside [0, {num_classes}): the model's head has "
                             f"{num_classes} classes")
             continue
-        path = path.replace("\\", "/")
-        if path.startswith("/") or ".." in path.split("/"):
-            problems.append(f"line {number}: path {path!r} must be relative to the image folder")
+        given, path = path, canonical_relative(path)
+        if path is None:
+            problems.append(f"line {number}: path {given!r} must be relative to the image folder")
             continue
         if path in seen:
             problems.append(f"line {number}: {path} already listed on line {seen[path]}")
@@ -114,16 +120,85 @@ def parse_list(list_file: str, num_classes: int = DEFAULT_NUM_CLASSES) -> List[T
     return entries
 
 
+def _image_identities(root: str, paths: Sequence[Tuple[str, str]], source: str) -> FrozenSet[Tuple[int, int]]:
+    """(device, inode) of every image, each checked to be a regular file;
+    `paths` holds (relative path, where it came from). Two names for one file
+    (a link, a hard link) would count one image twice: refused, named."""
+    missing, problems, first = [], [], {}
+    for path, where in paths:
+        try:
+            st = os.stat(os.path.join(root, *path.split("/")))
+        except FileNotFoundError:
+            missing.append(f"{path} ({where})")
+            continue
+        except OSError as e:
+            problems.append(f"{path} ({where}): cannot be read: {e.strerror or e}")
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            problems.append(f"{path} ({where}): is not a regular file")
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in first:
+            problems.append(f"{path} ({where}) is the same file as {first[key]}: it would be counted twice")
+            continue
+        first[key] = f"{path} ({where})"
+    if missing:
+        raise DataError(root, f"{len(missing)} of {len(paths)} images listed in {source} are missing:"
+                              f"{_listing(missing)}")
+    if problems:
+        raise DataError(root, f"{len(problems)} image(s) of {source} cannot be evaluated:{_listing(problems)}")
+    return frozenset(first)
+
+
 def from_list(root: str, list_file: str, num_classes: int = DEFAULT_NUM_CLASSES) -> Dataset:
     entries = parse_list(list_file, num_classes)
-    ds = Dataset(root=root, layout="list", list_file=list_file,
-                 samples=[Sample(i, path, label) for i, (_, path, label) in enumerate(entries)])
-    missing = [f"{path} (line {number})" for number, path, _ in entries
-               if not os.path.isfile(os.path.join(root, *path.split("/")))]
-    if missing:
-        raise DataError(root, f"{len(missing)} of {len(entries)} images listed in {list_file} are missing:"
-                              f"{_listing(missing)}")
-    return ds
+    inodes = _image_identities(root, [(path, f"line {number}") for number, path, _ in entries], list_file)
+    return Dataset(root=root, layout="list", list_file=list_file, inodes=inodes,
+                   samples=[Sample(i, path, label) for i, (_, path, label) in enumerate(entries)])
+
+
+def _walk(root: str, top: str) -> List[str]:
+    """Image files below `top`, relative to `root`, in torchvision's order
+    (sorted(os.walk(top, followlinks=True)): folders by path, each one's files
+    sorted). Links to folders are followed as torchvision does, but a folder
+    reached twice (a link cycle such as `loop -> .`, or two links to one
+    folder) is refused before anything is listed twice."""
+    folders, visited, pending = {}, {}, [top]
+    while pending:
+        folder = pending.pop()
+        rel = os.path.relpath(folder, root).replace(os.sep, "/")
+        try:
+            st = os.stat(folder)
+            entries = list(os.scandir(folder))
+        except OSError as e:
+            raise DataError(printable_name(folder), f"cannot be listed: {e.strerror or e}") from None
+        key = (st.st_dev, st.st_ino)
+        if key in visited:
+            raise DataError(printable_name(folder), f"is the folder {printable_name(visited[key])} again (a link "
+                                                    f"cycle, or a second link to one folder): its images would be "
+                                                    f"counted more than once; remove the link")
+        visited[key] = rel
+        files = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                pending.append(entry.path)
+            else:
+                files.append(entry.name)
+        folders[folder] = files
+    found = []
+    for folder in sorted(folders):
+        for fn in sorted(folders[folder]):
+            if fn.lower().endswith(IMAGE_EXTENSIONS):
+                path = os.path.join(folder, fn)
+                if not is_utf8_name(path):
+                    raise DataError(printable_name(path), "this file name is not valid UTF-8; rename it (results "
+                                                          "files and reports store names as UTF-8)")
+                found.append(os.path.relpath(path, root).replace(os.sep, "/"))
+    return found
 
 
 def from_folders(root: str, num_classes: int = DEFAULT_NUM_CLASSES) -> Dataset:
@@ -132,17 +207,15 @@ def from_folders(root: str, num_classes: int = DEFAULT_NUM_CLASSES) -> Dataset:
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
     if not classes:
         raise DataError(root, "has no class sub-folders (for a flat folder of images, pass --list val_list.txt)")
+    bad_names = [printable_name(c) for c in classes if not is_utf8_name(c)]
+    if bad_names:
+        raise DataError(os.path.join(root, bad_names[0]), "this class folder's name is not valid UTF-8; rename it")
     if len(classes) > num_classes:
         raise DataError(root, f"has {len(classes)} class folders, the model has {num_classes} classes (its head's "
                               f"size): labels {num_classes}-{len(classes) - 1} could never be predicted")
     samples, empty = [], []
     for label, name in enumerate(classes):
-        found = []
-        # sorted(os.walk(...)) exactly as torchvision: a folder's own files before its sub-folders'.
-        for dirpath, _, filenames in sorted(os.walk(os.path.join(root, name), followlinks=True)):
-            for fn in sorted(filenames):
-                if fn.lower().endswith(IMAGE_EXTENSIONS):
-                    found.append(os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/"))
+        found = _walk(root, os.path.join(root, name))
         if not found:
             empty.append(name)
         base = len(samples)
@@ -150,7 +223,8 @@ def from_folders(root: str, num_classes: int = DEFAULT_NUM_CLASSES) -> Dataset:
     if empty:
         raise DataError(root, f"{len(empty)} class folder(s) hold no image ({', '.join(IMAGE_EXTENSIONS)}):"
                               f"{_listing(empty)}")
-    return Dataset(root=root, layout="folders", samples=samples, classes=classes)
+    inodes = _image_identities(root, [(s.path, f"class {classes[s.label]}") for s in samples], "the class folders")
+    return Dataset(root=root, layout="folders", samples=samples, classes=classes, inodes=inodes)
 
 
 def class_note(dataset: Dataset, num_classes: int) -> Optional[str]:

@@ -9,12 +9,21 @@ Memory stays bounded: at most `prefetch` batches are in flight beyond the one
 the model is working on, and workers are started with 'spawn' so they never
 inherit a forked copy of a loaded model or of torch/Paddle thread pools.
 A ProcessPoolExecutor, not a Pool: a worker that dies makes it raise instead
-of waiting forever for a result.
+of waiting forever for a result. Workers die with their parent
+(`parity.inputs.workers`): a `kill -9` of the evaluation leaves none behind.
+
+Each image's file is read once, as bytes (a regular file within
+MAX_IMAGE_BYTES), and its content digest (size and BLAKE2b-128) is taken
+from those bytes by the worker that decodes it: results files record it, and
+`--resume` and `merge` check it, so a run never mixes two sets of images.
 """
 from __future__ import annotations
 
 import collections
+import hashlib
+import io
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -23,18 +32,68 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from converters.files.paths import read_bounded
+from converters.table.errors import CheckpointError
+
 from parity.inputs.preprocessing import crop_uint8, eval_sizes, normalize_batch
+from parity.inputs.workers import bind_to_parent
+
+# The largest ImageNet val JPEG is under 16 MB; a file past this is not one of its images.
+MAX_IMAGE_BYTES = 256 * 2**20
+DIGEST = "blake2b-128"
 
 
-def decode_one(path: str, arch: str) -> Tuple[Optional[np.ndarray], Optional[str]]:
-    """(crop, None) or (None, the decoder's error) for one image file."""
+def content_digest(data: bytes) -> str:
+    """An image's content digest as results files record it (with its size)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One image: its crop (None when it failed), the error, and the size and
+    digest of its bytes (None when they could not be read)."""
+
+    crop: Optional[np.ndarray]
+    error: Optional[str]
+    size: Optional[int] = None
+    digest: Optional[str] = None
+
+
+def _decoder_errors():
+    from PIL import Image, UnidentifiedImageError
+
+    # What a damaged or hostile image makes PIL raise; anything else is a bug
+    # of ours and must surface as one, never be counted as a bad image.
+    return (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError, SyntaxError, EOFError)
+
+
+def decode_one(path: str, arch: str) -> Decoded:
+    """Read, digest and decode one image file into its uint8 crop. A file that
+    cannot be read or decoded gives its error; an error in the cropping that
+    follows a good decode is raised."""
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
-            return crop_uint8(image, arch), None
-    except Exception as e:  # any decoder failure is reported with the file, never dropped
-        return None, f"{type(e).__name__}: {e}"
+        data = read_bounded(path, MAX_IMAGE_BYTES, "an image")
+    except CheckpointError as e:
+        return Decoded(None, e.reason)
+    size, digest = len(data), content_digest(data)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            rgb = image if image.mode == "RGB" else image.convert("RGB")
+    except _decoder_errors() as e:
+        return Decoded(None, f"{type(e).__name__}: {e}", size, digest)
+    return Decoded(crop_uint8(rgb, arch), None, size, digest)
+
+
+def digest_one(path: str) -> Decoded:
+    """Only the size and digest of an image's bytes (what `--resume` checks)."""
+    try:
+        data = read_bounded(path, MAX_IMAGE_BYTES, "an image")
+    except CheckpointError as e:
+        return Decoded(None, e.reason)
+    return Decoded(None, None, len(data), content_digest(data))
 
 
 def _decode_chunk(job):
@@ -45,6 +104,11 @@ def _decode_chunk(job):
     return results, time.perf_counter() - start
 
 
+def _digest_chunk(paths):
+    start = time.perf_counter()
+    return [digest_one(p) for p in paths], time.perf_counter() - start
+
+
 @dataclass
 class Batch:
     """One batch: network input for the images that decoded, and the rest."""
@@ -52,6 +116,7 @@ class Batch:
     samples: list  # the decoded samples, in order
     inputs: np.ndarray  # float32 (len(samples), 3, R, R)
     failed: List[Tuple[object, str]] = field(default_factory=list)  # (sample, decoder error)
+    digests: dict = field(default_factory=dict)  # sample -> (size, digest) of its bytes, where they were read
 
 
 class Decoder:
@@ -76,7 +141,8 @@ class Decoder:
 
     def __enter__(self):
         if self.workers > 0:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=bind_to_parent, initargs=(os.getpid(),))
         return self
 
     def __exit__(self, *exc):
@@ -84,16 +150,26 @@ class Decoder:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def _submit(self, chunk: Sequence):
+    def _submit(self, chunk: Sequence, digest_only: bool = False):
         paths = [self.abspath(s) for s in chunk]
+        work, job = (_digest_chunk, lambda ps: ps) if digest_only else (_decode_chunk, lambda ps: (self.arch, ps))
         if self._pool is None:
-            return _decode_chunk((self.arch, paths))
+            return work(job(paths))
         # Split a batch across the workers so all of them decode it at once.
         step = -(-len(paths) // self.workers)
         parts = [paths[i:i + step] for i in range(0, len(paths), step)]
-        return [self._pool.submit(_decode_chunk, (self.arch, p)) for p in parts]
+        return [self._pool.submit(work, job(p)) for p in parts]
 
-    def _collect(self, pending) -> list:
+    def digests(self, samples: Sequence) -> List[Decoded]:
+        """The size and digest of each sample's bytes (no decoding), in order,
+        read by the workers."""
+        out = []
+        for i in range(0, len(samples), self.batch_size * max(1, self.workers)):
+            chunk = samples[i:i + self.batch_size * max(1, self.workers)]
+            out += self._collect(self._submit(chunk, digest_only=True), count=False)
+        return out
+
+    def _collect(self, pending, count: bool = True) -> list:
         if isinstance(pending, tuple):  # decoded in this process
             parts = [pending]
         else:
@@ -103,8 +179,9 @@ class Decoder:
                 raise RuntimeError(f"a decoding worker process died ({e}); rerun with --workers 0 to decode in "
                                    f"this process") from None
         results = [r for rs, _ in parts for r in rs]
-        self.decode_s += sum(seconds for _, seconds in parts)
-        self.decoded += len(results)
+        if count:
+            self.decode_s += sum(seconds for _, seconds in parts)
+            self.decoded += len(results)
         return results
 
     def batches(self, samples: Sequence) -> Iterator[Batch]:
@@ -120,10 +197,11 @@ class Decoder:
                     break  # in-process decoding gains nothing from running ahead
             chunk, pending = in_flight.popleft()
             results = self._collect(pending)
-            ok = [(s, c) for s, (c, _) in zip(chunk, results) if c is not None]
-            failed = [(s, err) for s, (c, err) in zip(chunk, results) if c is None]
+            ok = [(s, r.crop) for s, r in zip(chunk, results) if r.crop is not None]
+            failed = [(s, r.error) for s, r in zip(chunk, results) if r.crop is None]
+            digests = {s: (r.size, r.digest) for s, r in zip(chunk, results) if r.digest is not None}
             start = time.perf_counter()
             crops = np.stack([c for _, c in ok]) if ok else np.zeros((0, crop, crop, 3), np.uint8)
             inputs = normalize_batch(crops, self.arch)
             self.normalize_s += time.perf_counter() - start
-            yield Batch([s for s, _ in ok], inputs, failed)
+            yield Batch([s for s, _ in ok], inputs, failed, digests)

@@ -28,6 +28,15 @@ def eval_sizes(arch: str) -> Tuple[int, int]:
     return int(math.ceil(crop / card.crop_pct)), crop
 
 
+def describe(arch: str) -> dict:
+    """The evaluation preprocessing of a variant as results files record it:
+    two runs with the same description fed their models the same inputs."""
+    card = CARDS[canonical_arch(arch)]
+    short, crop = eval_sizes(arch)
+    return {"resize_short_side": short, "center_crop": crop, "interpolation": "PIL bilinear", "scale": "1/255",
+            "mean": [float(v) for v in card.mean], "std": [float(v) for v in card.std]}
+
+
 def resized_size(width: int, height: int, short: int) -> Tuple[int, int]:
     """torchvision Resize(int) on a PIL image: the short side becomes `short`,
     the long side int(short * long / short_side) (truncated, not rounded)."""
