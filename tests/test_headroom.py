@@ -75,3 +75,17 @@ def test_photo_inputs_mirror_beyond_the_bundled_photos():
 def test_bad_batch_is_exit_2(tmp_path, capsys):
     assert headroom.main(["--out", str(tmp_path / "h.json"), "--batches", "0"]) == 2
     assert "--batches must be >= 1" in capsys.readouterr().err
+
+
+def test_markdown_table_of_a_measurement_file(tmp_path, capsys):
+    run = {"arch": "small", "batch": 8, "input": "photo", "dtype": "float32",
+           "layers": {"isolated": {"n": 111, "median": 1.1, "p99": 2.5, "max": 2.9},
+                      "accumulated": {"n": 137, "median": 1.0, "p99": 1.6, "max": 3.4}},
+           "logits": {"paths": {"paddle eager": {"ratio": 3.4}, "paddle predictor": {"ratio": 1.3}}}}
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps({"schema": headroom.SCHEMA, "machines": {"CPU A": {"runs": [run]}}}))
+    assert headroom.main(["--out", str(path), "--markdown"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == ("| CPU A | small | float32 | 8 | photo | 111 | 1.10 / 2.50 / 2.90 | 1.00 / 1.60 / 3.40 | "
+                    "3.40 (paddle eager) |")
+    assert headroom.main(["--out", str(tmp_path / "none.json"), "--markdown"]) == 2

@@ -211,6 +211,32 @@ def summarize(machines: dict) -> dict:
             "cpus": sorted(machines), "configurations": sum(len(m["runs"]) for m in machines.values())}
 
 
+def markdown(data: dict) -> str:
+    """The measurement as a Markdown table, one row per CPU, arch and dtype
+    (over its batch sizes and inputs): the worst ratio of each kind."""
+    rows = ["| CPU | variant | dtype | batches | inputs | layer comparisons | isolated median / p99 / max | "
+            "accumulated median / p99 / max | logits max (path) |", "| --- " * 9 + "|"]
+    for cpu, m in sorted(data["machines"].items()):
+        groups: Dict[tuple, list] = {}
+        for run in m["runs"]:
+            groups.setdefault((run["arch"], run["dtype"]), []).append(run)
+        for (arch, dtype), runs in sorted(groups.items(), key=lambda g: (ARCHS.index(g[0][0]), g[0][1])):
+            cells = []
+            n = 0
+            for side in ("isolated", "accumulated"):
+                ds = [r["layers"][side] for r in runs if r.get("layers") and r["layers"][side].get("max") is not None]
+                n += sum(d["n"] for d in ds) if side == "isolated" else 0
+                cells.append(" / ".join(f"{max(d[k] for d in ds):.2f}" for k in ("median", "p99", "max"))
+                             if ds else "-")
+            logits = [(p["ratio"], name) for r in runs for name, p in r["logits"]["paths"].items()
+                      if p["ratio"] is not None]
+            worst = max(logits) if logits else None
+            rows.append(f"| {cpu} | {arch} | {dtype} | {', '.join(str(b) for b in sorted({r['batch'] for r in runs}))} "
+                        f"| {', '.join(sorted({r['input'] for r in runs}))} | {n or '-'} | {cells[0]} | {cells[1]} | "
+                        + (f"{worst[0]:.2f} ({worst[1]}) |" if worst else "- |"))
+    return "\n".join(rows)
+
+
 def measure(out: str, archs=ARCHS, batches=BATCHES, inputs=INPUTS, dtypes=DTYPES, threads: Optional[int] = None,
             say=lambda msg: print(msg, file=sys.stderr, flush=True)) -> dict:
     import paddle
@@ -261,7 +287,16 @@ def main(argv=None) -> int:
     p.add_argument("--inputs", nargs="+", choices=INPUTS, default=list(INPUTS))
     p.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES))
     p.add_argument("--threads", type=int, help="threads for both frameworks (default: all cores)")
+    p.add_argument("--markdown", action="store_true", help="print the measurement file as a Markdown table "
+                                                           "(medians and p99: the largest over the configurations)")
     args = p.parse_args(argv)
+    if args.markdown:
+        data = _load(args.out)
+        if not data:
+            print(f"headroom: {args.out}: no such measurement file", file=sys.stderr)
+            return 2
+        print(markdown(data))
+        return 0
     if any(b < 1 for b in args.batches):
         print("headroom: --batches must be >= 1", file=sys.stderr)
         return 2
