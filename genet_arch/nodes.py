@@ -91,10 +91,6 @@ class SuperBlock:
     depth: int
     units: Tuple[ResidualUnit, ...]
 
-    @property
-    def mid_channels(self) -> int:
-        return units_mid(self.out_channels, self.expansion)
-
 
 def units_mid(out_channels: int, expansion: float) -> int:
     # Relative to the OUTPUT channels, as the official code does.
@@ -133,10 +129,6 @@ class Architecture:
     pool: AdaptiveAvgPool
     classifier: Linear
     resolution: int
-
-    @property
-    def official_name(self) -> str:
-        return f"GENet_{self.name}"
 
     @property
     def super_blocks(self) -> Tuple[SuperBlock, ...]:

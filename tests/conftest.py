@@ -40,6 +40,31 @@ def arch(request):
     return request.param
 
 
+@pytest.fixture(scope="session")
+def demo_certificate(tmp_path_factory):
+    """(certificate, options, folder) of `certify --demo` on 4 images, built
+    once per session: every test that reads a certificate (its checks, JSON,
+    HTML, the page in a browser) shares it. Tests must not change it."""
+    import argparse
+
+    from parity.certificate.certify import certify
+    from parity.commands import certify_cmd
+
+    out = tmp_path_factory.mktemp("cert")
+    parser = argparse.ArgumentParser()
+    certify_cmd.add_arguments(parser)
+    cwd = os.getcwd()
+    os.chdir(out)
+    try:
+        opts = certify_cmd.build_options(parser.parse_args(["--demo", "--limit", "4", "--workers", "0"]))
+        # the benchmark's own bookkeeping is tested elsewhere: eager paths, few iterations
+        opts.bench_options = {"warmup": 1, "iters": 2, "modes": ("eager",), "pipeline_workers": ()}
+        cert = certify(opts, say=lambda m: None)
+    finally:
+        os.chdir(cwd)
+    return cert, opts, out
+
+
 def assert_matches_official(arch, state, x, candidate, official, dtype="float32", fused_state=None):
     """`candidate` logits judged by the project's rule (parity.core.tolerances)
     against a float64 recomputation of `state` on `x`, the bar set by the

@@ -4,6 +4,7 @@ fast paths checked against the eager model, the CLI's JSON."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -69,11 +70,48 @@ def test_ratio_table_against_baseline_and_floor():
 
 
 @pytest.fixture(scope="module")
-def paddle_result():
+def paddle_run():
+    """(result, progress messages), with a heartbeat every 20 ms while a path builds."""
     pytest.importorskip("paddle")
-    return bench.measure_latency("small", frameworks=("paddle",), modes=("eager", "best"), batch_size=2,
-                                 warmup=1, iters=2, dtype=("float32", "bfloat16"), fuse_bn=(False, True),
-                                 floor=False, pipeline_workers=(0,))
+    from parity.core import progress
+
+    said = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(progress, "HEARTBEAT_S", 0.02)
+        result = bench.measure_latency("small", frameworks=("paddle",), modes=("eager", "best"), batch_size=2,
+                                       warmup=1, iters=2, dtype=("float32", "bfloat16"), fuse_bn=(False, True),
+                                       floor=False, pipeline_workers=(0,), progress=said.append)
+    return result, said
+
+
+@pytest.fixture(scope="module")
+def paddle_result(paddle_run):
+    return paddle_run[0]
+
+
+def test_a_slow_build_keeps_reporting_and_timing_stays_quiet(paddle_run):
+    result, said = paddle_run
+    assert "building GENet_small paddle best float32, batch 2 (predictor, checked)" in said
+    beats = [i for i, m in enumerate(said) if m.endswith(" so far")]
+    assert beats and all(said[i].startswith("building GENet_small paddle ") for i in beats), said
+    warm = next(i for i, m in enumerate(said) if m.startswith("warming up"))
+    assert max(beats) < warm  # nothing speaks from a background thread while paths are timed
+    other = result["environment"]["other_load"]  # the contention measured around the timing
+    assert other["seconds"] > 0 and 0 <= other["per_core"] and other["cpu_count"] == os.cpu_count()
+
+
+def test_heartbeat_speaks_while_blocked_and_stops_after():
+    import time
+
+    from parity.core.progress import heartbeat
+
+    said = []
+    with heartbeat(said.append, "compiling", every=0.02):
+        time.sleep(0.2)
+    n = len(said)
+    assert n >= 3 and all(m.startswith("compiling: ") and m.endswith(" s so far") for m in said), said
+    time.sleep(0.1)
+    assert len(said) == n
 
 
 def test_every_configuration_is_reported(paddle_result):

@@ -13,11 +13,12 @@ import pytest
 from parity.commands import certify_cmd
 from parity.certificate.page import to_html, to_json
 from parity.certificate.certify import (FAIL, INCONCLUSIVE, INFO, NOT_APPLICABLE, NOT_RUN, PASS, SKIPPED, STATUSES,
-                                        Check, CertifyOptions, Thresholds, certify, evaluation_checks, fast_path_row,
-                                        logit_check_row, verdict)
+                                        CertificateCheck, CertifyOptions, Thresholds, certify, evaluation_checks,
+                                        fast_path_row, logit_check_row, verdict)
 
-EXPECTED_DEMO_CHECKS = {"conversion", "layer_diff", "fast_paths_float32", "logits_float32", "torch_top1_vs_published_float32",
-                        "paddle_top1_vs_torch_float32", "agreement_float32", "evaluation_float16", "latency"}
+EXPECTED_DEMO_CHECKS = {"conversion", "layer_diff", "fast_paths_float32", "logits_float32",
+                        "torch_top1_vs_published_float32", "paddle_top1_vs_torch_float32", "agreement_float32",
+                        "evaluation_float16", "latency"}
 
 
 def parse(argv):
@@ -26,19 +27,9 @@ def parse(argv):
     return p.parse_args(argv)
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cert")
-    cwd = os.getcwd()
-    os.chdir(out)
-    try:
-        opts = certify_cmd.build_options(parse(["--demo", "--limit", "4", "--workers", "0"]))
-        # the benchmark's own bookkeeping is tested elsewhere: eager paths, few iterations
-        opts.bench_options = {"warmup": 1, "iters": 2, "modes": ("eager",), "pipeline_workers": ()}
-        cert = certify(opts, say=lambda m: None)
-    finally:
-        os.chdir(cwd)
-    return cert, opts, out
+@pytest.fixture
+def demo(demo_certificate):
+    return demo_certificate  # tests/conftest.py: one small demo certificate for the whole session
 
 
 def test_demo_certificate_has_every_check_with_threshold_and_value(demo):
@@ -199,7 +190,7 @@ def test_thresholds_are_configurable_and_subsets_are_not_judged_against_the_pape
 
 def test_verdict():
     def c(status):
-        return Check("x", "x", status, "-", "-")
+        return CertificateCheck("x", "x", status, "-", "-")
 
     assert verdict([c(PASS), c(INFO), c(SKIPPED)], demo=False) == PASS
     assert verdict([c(PASS), c(NOT_RUN)], demo=False) == "INCOMPLETE"

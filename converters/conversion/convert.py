@@ -22,6 +22,7 @@ from converters.files.atomic import AtomicFile, commit_together
 from converters.files.io import write_pdparams, write_safetensors, write_torch
 from converters.files.load import LoadedWeights, check_finite, load_weights, to_layout
 from converters.files.paths import same_file
+from converters.files.provenance import provenance_path
 from converters.files.tensor_check import STEP_COUNTER
 from converters.table.mapping import TRANSPOSE, mapping_table
 from converters.conversion.verify import framework_of, import_paddle
@@ -83,13 +84,14 @@ def _check_paths(src: str, dst: str, force: bool, provenance: bool) -> None:
     # any name (a link, a hard link, `./x`), with --force or without.
     if same_file(src, dst):
         raise CheckpointError(dst, f"is the source file itself ({src}); choose another destination")
-    if provenance and same_file(src, dst + ".json"):
-        raise CheckpointError(dst + ".json", f"(the provenance record of {dst}) is the source file itself ({src}); "
-                                             f"it would be overwritten: choose another destination")
+    record = provenance_path(dst)
+    if provenance and same_file(src, record):
+        raise CheckpointError(record, f"(the provenance record of {dst}) is the source file itself ({src}); "
+                                      f"it would be overwritten: choose another destination")
     folder = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(folder):
         raise CheckpointError(dst, f"destination folder {folder} does not exist")
-    for path in [dst] + ([dst + ".json"] if provenance else []):
+    for path in [dst] + ([record] if provenance else []):
         if os.path.lexists(path) and not force:
             raise CheckpointError(path, "already exists; pass --force (force=True) to replace it")
         if os.path.isdir(path):
@@ -259,7 +261,7 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
         result = ConvertResult(
             status="ok" if verification is None or verification["passed"] else "verification_failed",
             src=os.path.abspath(src), dst=os.path.abspath(dst),
-            provenance=os.path.abspath(dst + ".json") if provenance else None, arch=f"GENet_{source.arch}",
+            provenance=os.path.abspath(provenance_path(dst)) if provenance else None, arch=f"GENet_{source.arch}",
             num_classes=source.num_classes, state_dict=source.state_dict.to_dict(), src_format=source.format,
             src_layout=source.layout, src_sha256=source.sha256, dst_format=fmt,
             dst_layout=layout, mapping_table_version=table_version, summary=summary, notes=notes,
@@ -285,9 +287,9 @@ def convert(src, dst, *, arch: Optional[str] = None, src_layout: Optional[str] =
                     bf16_keys=bf16_keys, table_version=table_version,
                     options={"fuse_bn": fuse_bn, "keep_dtype": keep_dtype, "verify": verify,
                              "trust_pickle": trust_pickle, "weights_key": weights_key},
-                    summary=summary, verification=verification), dst + ".json")
+                    summary=summary, verification=verification), provenance_path(dst))
             except OSError as e:
-                raise _unwritable(dst + ".json", e) from None
+                raise _unwritable(provenance_path(dst), e) from None
             timings["provenance"] = time.perf_counter() - t
         try:
             files = [out] + ([record] if record is not None else [])

@@ -183,10 +183,6 @@ def remove_temporaries() -> None:
 atexit.register(remove_temporaries)
 
 
-def live_temporaries() -> Set[str]:
-    return set(_live)
-
-
 def _fsync_dir(folder: str) -> None:
     try:
         dir_fd = os.open(folder, os.O_RDONLY)

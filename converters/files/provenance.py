@@ -18,6 +18,7 @@ PROVENANCE_FORMAT = 1
 
 
 def provenance_path(dst: str) -> str:
+    """Where the record of the checkpoint `dst` lives: beside it, named after it."""
     return dst + ".json"
 
 

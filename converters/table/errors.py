@@ -17,7 +17,9 @@ class CheckpointError(Exception):
 
 
 class VerificationError(Exception):
-    """A conversion was written but its outputs disagree beyond tolerance."""
+    """Outputs that should agree do not, beyond the project's tolerance: a
+    conversion read back (nothing is written then), a file read back unlike what
+    was written, or a fast inference path failing its start-up check. Exit code 1."""
 
     exit_code = 1
 

@@ -6,7 +6,8 @@ verification (or check a given .pdparams against that conversion); the layer
 diff on real evaluation images; the evaluation of both frameworks in float32
 (and float16 on a GPU); the latency benchmark. A step that cannot run says
 so ("NOT RUN", with the reason): nothing is ever reported as passed that was
-not measured. `certificate.py` renders the result as JSON and HTML.
+not measured. `parity.certificate.page` renders the result as JSON, HTML and
+terminal text.
 
 Accuracy checks are judged on their 95% confidence intervals
 (parity.accuracy.stats): PASS when the interval lies within the threshold, FAIL when
@@ -51,7 +52,9 @@ class Thresholds:
 
 
 @dataclass
-class Check:
+class CertificateCheck:
+    """One row of the certificate: what was checked, its threshold, the measured value and the status."""
+
     id: str
     title: str
     status: str
@@ -93,7 +96,7 @@ def _file_record(role: str, path: str) -> dict:
     return {"role": role, "path": os.path.abspath(path), "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
 
 
-def verdict(checks: List[Check], demo: bool) -> str:
+def verdict(checks: List[CertificateCheck], demo: bool) -> str:
     statuses = [c.status for c in checks]
     if FAIL in statuses:
         v = FAIL
@@ -140,7 +143,7 @@ def conversion_step(opts: CertifyOptions, arch: str, say) -> tuple:
     except VerificationError as e:
         result, failure = e.result.to_dict(), str(e)
     v = result.get("verification") or {}
-    checks = [Check(
+    checks = [CertificateCheck(
         "conversion", "Conversion to Paddle, verified by the converter (logits of both models on a seeded input, "
                       "judged against a float64 recomputation)",
         PASS if result["status"] == "ok" else FAIL, RULE,
@@ -152,7 +155,7 @@ def conversion_step(opts: CertifyOptions, arch: str, say) -> tuple:
         ours = to_layout(load_weights(opts.weights, arch=arch, weights_key=opts.weights_key), "paddle")
         worst, worst_key = tensor_difference(given, ours)
         ok = worst <= opts.thresholds.pdparams_max_abs
-        checks.append(Check(
+        checks.append(CertificateCheck(
             "pdparams_matches", "The given .pdparams holds the converted weights",
             PASS if ok else FAIL, f"max |tensor diff| <= {opts.thresholds.pdparams_max_abs:g}",
             f"max |tensor diff| {worst:.3g} (at {worst_key})", details={"pdparams": os.path.abspath(opts.pdparams)}))
@@ -175,7 +178,7 @@ def tensor_difference(given, ours) -> tuple:
     return worst, worst_key
 
 
-def layer_diff_step(arch, official, paddle_state, inputs, input_info, device, say, on_layer=None) -> Check:
+def layer_diff_step(arch, official, paddle_state, inputs, input_info, device, say, on_layer=None) -> CertificateCheck:
     """on_layer(done, total, label): progress by network segment (parity.layers.diff)."""
     from parity.layers.diff import run_layer_diff
 
@@ -186,7 +189,7 @@ def layer_diff_step(arch, official, paddle_state, inputs, input_info, device, sa
     d = result.to_dict()
     first = d["first_divergent"]
     worst = max((r["isolated_max_abs"] for r in d["layers"] if r.get("isolated_max_abs") is not None), default=None)
-    return Check(
+    return CertificateCheck(
         "layer_diff", "Layer diff: every mapped module within tolerance (isolated and accumulated)",
         PASS if result.passed else FAIL,
         f"all {d['coverage']['total']} mapped modules compared, each within the float64-relative tolerance",
@@ -207,7 +210,7 @@ def _undecided_reason(judged: dict, what: str) -> str:
 
 
 def evaluation_checks(summary: dict, opts: CertifyOptions, arch: str, precision: str,
-                      num_classes: int = DEFAULT_NUM_CLASSES) -> List[Check]:
+                      num_classes: int = DEFAULT_NUM_CLASSES) -> List[CertificateCheck]:
     """The accuracy checks of one evaluation. The published-figure check is
     exact: it applies only to the full validation set, the very sample the
     figure was measured on. The two paired checks are judged on their 95%
@@ -238,9 +241,10 @@ def evaluation_checks(summary: dict, opts: CertifyOptions, arch: str, precision:
     else:
         status, reason = (PASS if abs(top1_t - card.published_top1) <= t.torch_top1_points else FAIL), ""
         interval = "none: all 50,000 images, the sample the published figure itself was measured on"
-    checks.append(Check(f"torch_top1_vs_published_{precision}", "PyTorch top-1 matches the published figure" + suffix,
-                        status, f"|torch - {card.published_top1}| <= {t.torch_top1_points:g} points", measured,
-                        reason=reason, interval=interval))
+    checks.append(CertificateCheck(
+        f"torch_top1_vs_published_{precision}", "PyTorch top-1 matches the published figure" + suffix,
+        status, f"|torch - {card.published_top1}| <= {t.torch_top1_points:g} points", measured,
+        reason=reason, interval=interval))
 
     gap = top1_p - top1_t
     p = summary["paired"]
@@ -249,7 +253,7 @@ def evaluation_checks(summary: dict, opts: CertifyOptions, arch: str, precision:
     lo, hi = judged["interval_points"]
     judged["interval_points"] = [-hi, -lo]
     judged["difference"] = "paddle - torch, points"
-    checks.append(Check(
+    checks.append(CertificateCheck(
         f"paddle_top1_vs_torch_{precision}", "Paddle top-1 equals PyTorch top-1 on the same inputs" + suffix,
         judged["status"], f"|paddle - torch| <= {t.paddle_top1_points:g} points, the whole 95% interval",
         f"paddle {top1_p:.3f}% vs torch {top1_t:.3f}%: {gap:+.3f} points on {n:,} images "
@@ -264,7 +268,7 @@ def evaluation_checks(summary: dict, opts: CertifyOptions, arch: str, precision:
     a_lo, a_hi = judged["interval_pct"]
     a_interval = f"95% CI [{a_lo:.3f}, {a_hi:.3f}]% (Wilson)"
     if precision == "float32":
-        checks.append(Check(
+        checks.append(CertificateCheck(
             "agreement_float32", "Top-1 prediction agreement, image by image (float32)",
             judged["status"], f">= {t.min_agreement_pct:g}%, the whole 95% interval",
             f"{agree:.3f}% ({summary['n_disagree']} of {n:,} images differ)", interval=a_interval,
@@ -272,32 +276,32 @@ def evaluation_checks(summary: dict, opts: CertifyOptions, arch: str, precision:
                     if judged["status"] == INCONCLUSIVE else ""),
             images_needed=judged["images_needed"], details=judged))
     else:
-        checks.append(Check(f"agreement_{precision}", f"Top-1 prediction agreement ({precision})", INFO,
+        checks.append(CertificateCheck(f"agreement_{precision}", f"Top-1 prediction agreement ({precision})", INFO,
                             "none (reported)", f"{agree:.3f}% ({summary['n_disagree']} images differ)",
                             interval=a_interval, details=judged))
     return checks
 
 
-def logit_check_row(summary: dict, precision: str) -> Check:
+def logit_check_row(summary: dict, precision: str) -> CertificateCheck:
     """The evaluation's start-up logit check (parity.accuracy.evaluate.logit_check) as a certificate row."""
     from parity.core.tolerances import RULE, is_reference
 
     runs = summary.get("logit_checks") or []
     if not runs:
-        return Check(f"logits_{precision}", f"Logits of every framework within the rule ({precision})", NOT_RUN,
-                     RULE, "-", reason="no image was evaluated")
+        return CertificateCheck(f"logits_{precision}", f"Logits of every framework within the rule ({precision})",
+                                NOT_RUN, RULE, "-", reason="no image was evaluated")
     parts = [f"{fw} reference (its own error {j['error']:.3g}, not judged)" if is_reference(j) else
              f"{fw} error {j['error']:.3g} <= bound {j['bound']:.3g}? margin {j['margin']:.3g}"
              for c in runs for fw, j in c["judgements"].items()]
     ok = summary["logit_checks_pass"]
-    return Check(f"logits_{precision}",
+    return CertificateCheck(f"logits_{precision}",
                  f"Logits of every framework on the first {runs[0]['n_images']} evaluation images, judged against "
                  f"a float64 recomputation ({precision})",
                  INFO if ok is None else PASS if ok else FAIL, RULE, "; ".join(parts),
                  reason="only the reference ran: nothing was compared" if ok is None else "", details={"checks": runs})
 
 
-def fast_path_row(summary: dict, precision: str) -> Check:
+def fast_path_row(summary: dict, precision: str) -> CertificateCheck:
     """What became of each framework's fast path at start-up: a fast path that
     failed its check computes wrong logits, a finding (FAIL) even though the
     evaluation went on eager; one that could not run here is reported (INFO)."""
@@ -313,10 +317,11 @@ def fast_path_row(summary: dict, precision: str) -> Check:
     statuses = [f["status"] for f in paths.values()]
     failed = [fw for fw, f in paths.items() if f["status"] == FAST_FAILED]
     status = FAIL if failed else PASS if statuses and all(st == FAST_PASSED for st in statuses) else INFO
-    return Check(f"fast_paths_{precision}",
-                 f"The fast path of each framework, proven at start-up against a float64 recomputation ({precision})",
-                 status, RULE, "; ".join(parts) or "none recorded",
-                 reason="; ".join(f"{fw}: {paths[fw]['reason']}" for fw in failed), details={"fast_paths": paths})
+    return CertificateCheck(
+        f"fast_paths_{precision}",
+        f"The fast path of each framework, proven at start-up against a float64 recomputation ({precision})",
+        status, RULE, "; ".join(parts) or "none recorded",
+        reason="; ".join(f"{fw}: {paths[fw]['reason']}" for fw in failed), details={"fast_paths": paths})
 
 
 def accuracy_intervals(summary: dict) -> dict:
@@ -334,14 +339,15 @@ def accuracy_intervals(summary: dict) -> dict:
     return out
 
 
-def latency_step(arch, opts: CertifyOptions, official, say) -> Check:
+def latency_step(arch, opts: CertifyOptions, official, say) -> CertificateCheck:
     """parity.latency.bench.measure_latency on the certified weights: every framework
     in eager and best inference mode, plus the input pipeline's images/s.
     Reported, not judged, except that each timed path's logits must match."""
     try:
         from parity.latency.bench import measure_latency
+        from parity.latency.contention import caution
     except ImportError as e:
-        return Check("latency", "Latency (ms/image), both frameworks", NOT_RUN, "none (reported)", "-",
+        return CertificateCheck("latency", "Latency (ms/image), both frameworks", NOT_RUN, "none (reported)", "-",
                      reason=f"the benchmark (parity.latency.bench.measure_latency) is not available: {e}")
     from parity.core.tolerances import failed
 
@@ -356,18 +362,22 @@ def latency_step(arch, opts: CertifyOptions, official, say) -> Check:
     skipped = [f"{r['framework']} {r['mode']} {r['dtype']} (not run: {r['skipped']})"
                for r in data["results"] if "skipped" in r]
     load = data["environment"].get("load_average")
+    other = data["environment"].get("other_load")  # parity.latency.contention
     pipeline = "; ".join(f"input pipeline {p['images_per_s']:.3g} images/s with {p['workers']} worker(s)"
                          for p in data.get("pipeline", []))
     measured = "; ".join([f"median ms/image: {medians or 'none timed'}", *skipped,
                           f"{data['batch_note']}, {data['warmup']} warm-up + {data['iters']} timed iterations",
                           *([f"load average {load[0]:.2f} on {data['environment'].get('cpu_count')} cores at the "
                              "start (other work slows every figure)"] if load else []),
+                          *([f"other work kept {other['cores_busy']:.2f} of {other['cpu_count']} cores busy while "
+                             "timing"] if other else []),
                           *([pipeline] if pipeline else [])])
-    return Check("latency", "Latency (ms/image, median after warm-up), eager and best inference mode",
-                 FAIL if wrong else INFO,
-                 "reported beside the published figure; each timed path's logits must match torch eager float32",
-                 measured,
-                 reason=f"logits differ from the reference for: {', '.join(wrong)}" if wrong else "", details=data)
+    reasons = ([f"logits differ from the reference for: {', '.join(wrong)}"] if wrong else []) + \
+        [x for x in [caution(data)] if x]
+    return CertificateCheck("latency", "Latency (ms/image, median after warm-up), eager and best inference mode",
+                            FAIL if wrong else INFO,
+                            "reported beside the published figure; each timed path's logits must match torch eager "
+                            "float32", measured, reason="; ".join(reasons), details=data)
 
 
 def _predictions(results_path: str) -> List[dict]:
@@ -449,8 +459,8 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
     evaluations, predictions, accuracy = {}, {}, {}
     if paddle_state is None:
         reason = "the conversion failed, so there is no Paddle model to compare"
-        checks.append(Check("layer_diff", "Layer diff", NOT_RUN, "-", "-", reason=reason))
-        checks.append(Check("evaluation_float32", "Evaluation (float32)", NOT_RUN, "-", "-", reason=reason))
+        checks.append(CertificateCheck("layer_diff", "Layer diff", NOT_RUN, "-", "-", reason=reason))
+        checks.append(CertificateCheck("evaluation_float32", "Evaluation (float32)", NOT_RUN, "-", "-", reason=reason))
     else:
         n_ld = max(1, min(opts.layer_diff_images, len(samples)))
         with Decoder(arch, dataset.abspath, workers=0, batch_size=n_ld) as dec:
@@ -486,18 +496,20 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
             predictions[precision] = _predictions(results_path)
             accuracy[precision] = accuracy_intervals(summary)
             if summary["n_evaluated"] == 0:
-                checks.append(Check(f"evaluation_{precision}", f"Evaluation ({precision})", FAIL, "-", "0 images",
-                                    reason="no image could be evaluated"))
+                checks.append(CertificateCheck(f"evaluation_{precision}", f"Evaluation ({precision})", FAIL, "-",
+                                               "0 images", reason="no image could be evaluated"))
                 continue
             checks.extend(evaluation_checks(summary, opts, arch, precision, source.num_classes))
         if device == "cpu":
-            checks.append(Check("evaluation_float16", "Evaluation in float16 (the official setting, GPU only)",
-                                SKIPPED, "-", "-", reason="no GPU: float16 evaluation runs on a GPU (--device gpu)"))
+            checks.append(CertificateCheck(
+                "evaluation_float16", "Evaluation in float16 (the official setting, GPU only)",
+                SKIPPED, "-", "-", reason="no GPU: float16 evaluation runs on a GPU (--device gpu)"))
     if opts.bench:
         step("latency")
         checks.append(latency_step(arch, opts, official, say))
     else:
-        checks.append(Check("latency", "Latency (ms/image)", NOT_RUN, "-", "-", reason="disabled with --no-bench"))
+        checks.append(CertificateCheck("latency", "Latency (ms/image)", NOT_RUN, "-", "-",
+                                       reason="disabled with --no-bench"))
 
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,

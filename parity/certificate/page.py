@@ -58,20 +58,25 @@ def _sci(v) -> str:
 
 
 # ---------------------------------------------------------------- HTML pieces
-def _table(headers, rows, cls="", row_classes=None) -> str:
+def _table(headers, rows, cls="", row_classes=None, scroll=True) -> str:
+    """A table in a box of its own that scrolls sideways on a narrow screen
+    (scroll=False: the caller's CSS reflows it instead). Each cell carries its
+    column's header as data-label, which a reflowed table shows."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     lines = []
     for i, row in enumerate(rows):
         klass = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
-        lines.append(f"<tr{klass}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+        lines.append(f"<tr{klass}>" + "".join(f'<td data-label="{_e(h)}">{c}</td>' for h, c in zip(headers, row))
+                     + "</tr>")
     klass = f' class="{cls}"' if cls else ""
-    return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+    table = f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+    return f'<div class="scroll">{table}</div>' if scroll else table
 
 
 def _kv(pairs) -> str:
     """A key/value table: labels in the first column, no header row."""
     rows = "".join(f'<tr><th scope="row">{_e(k)}</th><td>{v}</td></tr>' for k, v in pairs)
-    return f'<table class="kv"><tbody>{rows}</tbody></table>'
+    return f'<div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>'
 
 
 def _value(v) -> str:
@@ -115,7 +120,8 @@ def _checks_table(cert: dict) -> str:
         rows.append([f"<b>{_e(c['title'])}</b><br><code>{_e(c['id'])}</code>", _e(c["threshold"]), value,
                      _e(c.get("interval") or "-"), status])
         classes.append(f"check status-{c['status'].replace(' ', '-').replace('/', '')}")
-    return _table(["what", "threshold", "value", "interval", "status"], rows, cls="checks", row_classes=classes)
+    return _table(["what", "threshold", "value", "interval", "status"], rows, cls="checks", row_classes=classes,
+                  scroll=False)
 
 
 # ---------------------------------------------------------------- figures
@@ -172,9 +178,11 @@ def _load_text(data: dict) -> str:
     if not load:
         return "load average not recorded"
     end = env.get("load_average_end")
+    other = env.get("other_load")  # parity.latency.contention
     return (f"load average {', '.join(f'{v:.2f}' for v in load)} (1, 5, 15 min) at the start"
             + (f", {', '.join(f'{v:.2f}' for v in end)} at the end" if end else "")
-            + f", on {env.get('cpu_count')} cores ({_e(env.get('cpu'))})")
+            + f", on {env.get('cpu_count')} cores ({_e(env.get('cpu'))})"
+            + (f"; other work kept {other['cores_busy']:.2f} cores busy while timing" if other else ""))
 
 
 def _latency_figure(data: dict) -> str:
@@ -183,7 +191,8 @@ def _latency_figure(data: dict) -> str:
     rows = _latency_rows(data)
     if not rows:
         return "<p>No path was timed.</p>"
-    return strip_chart(rows, fig_id="fig-latency", label="latency of every timed path", unit="ms per image")
+    return strip_chart(rows, fig_id="fig-latency", label="latency of every timed path", unit="ms per image",
+                       title="latency per image of every timed path")
 
 
 def _accuracy_figure(cert: dict) -> str:
@@ -212,7 +221,11 @@ def _accuracy_figure(cert: dict) -> str:
     if not top1_rows:
         return "<p>No evaluation ran.</p>"
     published = cert.get("published", {}).get("top1")
-    panels.append({"title": "top-1 per framework, 95% interval", "unit": "top-1 %", "rows": top1_rows,
+    # against synthetic labels top-1 only says how often each framework picks the made-up class
+    synthetic = cert.get("demo")
+    panels.append({"title": ("top-1, SYNTHETIC labels, 95% interval" if synthetic
+                             else "top-1 per framework, 95% interval"),
+                   "unit": "% matching the synthetic labels" if synthetic else "top-1 %", "rows": top1_rows,
                    "line": None if cert.get("demo") or published is None else (published, f"published {published}"),
                    "clip": (0, 100)})
     if diff_rows:
@@ -309,6 +322,7 @@ def applicable_environment(env: dict, device: str) -> dict:
 
 
 # ---------------------------------------------------------------- the page
+FIGURE_MIN_WIDTH = 840  # px; figures' text is 12 units in a 1000-unit viewBox: >= 10 px on screen
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1120px;margin:2em auto;padding:0 1em;color:#1f2328;"
     "line-height:1.4}h1{font-size:1.6em;margin-bottom:.3em}h2{margin-top:1.6em;border-bottom:1px solid #d0d7de}"
@@ -323,7 +337,22 @@ STYLE = (
     ".reason,.muted{color:#57606a;font-size:12px;margin-top:.3em}figure{margin:1em 0}"
     "figcaption{color:#57606a;font-size:13px}svg{max-width:100%;height:auto}"
     "details{margin:.4em 0;border:1px solid #d0d7de;border-radius:6px;padding:.3em .8em}"
-    "summary{cursor:pointer;font-weight:600}")
+    "summary{cursor:pointer;font-weight:600}"
+    # Narrow screens: wide tables and figures scroll inside their own box, never the page.
+    ".scroll{overflow-x:auto;max-width:100%}td{overflow-wrap:break-word}"
+    ".caution{border-left:6px solid #bc4c00;background:#fff1e5;padding:.4em .8em;font-size:14px;font-weight:600}"
+    # A figure is drawn 1000 units wide with 12-unit text: never narrower than
+    # FIGURE_MIN_WIDTH px, so its text never renders under 10 px.
+    f"figure .scroll svg{{min-width:{FIGURE_MIN_WIDTH}px}}"
+    # Phones: the checks table reflows into one card per check, each value under its header.
+    "@media (max-width:720px){body{margin:1em auto;padding:0 .6em}h1{font-size:1.3em}.verdict{font-size:1.1em}"
+    "table.checks,table.checks tbody,table.checks tr,table.checks td{display:block;width:auto}"
+    "table.checks thead{display:none}"
+    "table.checks tr{display:flex;flex-direction:column;border:1px solid #d0d7de;border-radius:6px;margin:.6em 0;"
+    "padding:.3em .6em}table.checks td:last-child{order:-1}"
+    "table.checks td{border:none;padding:3px 0}"
+    "table.checks td::before{content:attr(data-label);display:block;color:#57606a;font-size:12px;"
+    "font-weight:600;text-transform:uppercase}table.kv th{width:auto}}")
 
 
 def to_html(cert: dict) -> str:
@@ -351,7 +380,8 @@ def to_html(cert: dict) -> str:
     ld = _check(cert, "layer_diff")
     if ld and ld.get("details", {}).get("layers") is not None:
         d = ld["details"]
-        parts.append(f"<figure>{_layers_figure(d)}<figcaption>Every mapped module of {_e(cert['arch'])} in forward "
+        parts.append(f'<figure><div class="scroll">{_layers_figure(d)}</div>'
+                     f"<figcaption>Every mapped module of {_e(cert['arch'])} in forward "
                      f"order ({d['coverage']['compared']}/{d['coverage']['total']} compared, on "
                      f"{_e(d['input'].get('source'))}): Paddle's max abs error against the float64 recomputation, "
                      "torch's own float32 error against it, and the bound the judgement rule allows "
@@ -359,11 +389,16 @@ def to_html(cert: dict) -> str:
     lat = _check(cert, "latency")
     if lat and lat.get("details", {}).get("results"):
         data = lat["details"]
-        parts.append(f"<figure>{_latency_figure(data)}<figcaption>Latency per image of every timed path, "
-                     f"{_e(data.get('batch_note'))}; {_load_text(data)}: other work on the machine slows every "
-                     "figure.</figcaption></figure>")
+        from parity.latency.contention import caution
+
+        warning = caution(data)
+        parts.append(f'<figure><div class="scroll">{_latency_figure(data)}</div>'
+                     + (f'<p class="caution" id="latency-caution">{_e(warning)}</p>' if warning else "")
+                     + f"<figcaption>Latency per image of every timed path, {_e(data.get('batch_note'))}; "
+                     f"{_load_text(data)}: other work on the machine slows every figure.</figcaption></figure>")
     if cert.get("accuracy"):
-        parts.append(f"<figure>{_accuracy_figure(cert)}<figcaption>Top-1 of each framework with its 95% Wilson "
+        parts.append(f'<figure><div class="scroll">{_accuracy_figure(cert)}</div>'
+                     "<figcaption>Top-1 of each framework with its 95% Wilson "
                      "interval; the paired difference Paddle - torch (Agresti-Min) and the image-by-image "
                      "agreement (Wilson) against their allowed regions."
                      + (" Synthetic labels: the top-1 values of the demo mean nothing." if cert.get("demo") else "")
@@ -394,6 +429,7 @@ def to_html(cert: dict) -> str:
     parts.append(_details(f"Environment ({_e(device)})",
                           _kv([(k, _value(v)) for k, v in applicable_environment(env, device).items()])))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
 
 

@@ -107,6 +107,11 @@ def render(result: dict, out) -> None:
               + (f" ({', '.join(f'{v:.2f}' for v in env['load_average_end'])} at the end)"
                  if env.get("load_average_end") else "")
               + f" on {env.get('cpu_count')} cores: other work on the machine slows every figure.")
+    from parity.latency.contention import caution
+
+    warning = caution(result)
+    if warning:
+        out.print(warning, style="bold yellow")
     out.print(f"Threads: torch {th.get('torch')}, paddle {th.get('paddle')} (configured {th['configured']}); "
               f"weights: {result['weights']}")
 

@@ -66,7 +66,7 @@ def run(args) -> int:
                                              "" if args.logits_only else " (next: the demo certificate)"))
             results.append(logits_parity(arch, args.batch_size))
     columns = [Column("GENet"), Column("paddle err", align="right"), Column("torch err", align="right"),
-               Column("bound", align="right"), Column("margin", align="right"), Column("top-1 %", 1, "right"),
+               Column("bound", align="right"), Column("margin", align="right"), Column("top-1 agree %", 1, "right"),
                Column("verdict")]
     rows = [[r["arch"], f"{r['error_f64']:.1e}", f"{r['torch_error_f64']:.1e}", f"{r['bound']:.1e}",
              f"{r['margin']:.3f}", f"{100 * r['top1_agreement']:.0f}", "PASS" if r["pass"] else "FAIL"]
@@ -74,8 +74,9 @@ def run(args) -> int:
     out.table(columns, rows, title="Seeded weights, PyTorch (reference) vs PaddlePaddle (converted): logits",
               row_styles=[None if r["pass"] else "bold red" for r in results], hint="--json writes them")
     out.print("err: max abs logit error against a float64 recomputation. Rule: paddle err <= 16 x torch err + "
-              "4 ulp of the logits' scale (margin = paddle err / bound). Weights: seeded (numpy seed 2020), not "
-              "trained; input: seeded noise.")
+              "4 ulp of the logits' scale (margin = paddle err / bound). top-1 agree %: inputs whose top-1 class "
+              "is the same in both frameworks (agreement, not accuracy: seeded noise has no labels). Weights: "
+              "seeded (numpy seed 2020), not trained; input: seeded noise.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"pass": all(r["pass"] for r in results), "results": results}, f, indent=2)

@@ -9,18 +9,23 @@ per stage and at most one every `interval` seconds while a stage advances:
     [  12.4 s] certify: layer diff: 57/137 modules (GENet_small: module_list.4)
 
 Callers report only between units of work (a batch, a layer segment, a
-stage); nothing here runs inside a timed iteration.
+stage); nothing here runs inside a timed iteration. The one exception to
+"never from a background thread" is `heartbeat`, for a single long call that
+cannot report (a compilation): it speaks only while that call blocks, and
+never while anything is timed.
 """
 from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from typing import Dict, List, Optional
 
 from parity.core.textout import is_terminal
 
 PLAIN_INTERVAL_S = 5.0
+HEARTBEAT_S = 10.0
 
 
 def _duration(seconds: float) -> str:
@@ -157,6 +162,29 @@ class Progress:
                          count=self._count() if (self._total or self._done) else "",
                          detail="  ".join(x for x in (detail, eta) if x))
         self._bar.refresh()
+
+
+@contextlib.contextmanager
+def heartbeat(say, what: str, every: Optional[float] = None):
+    """While the body runs, `say(f"{what}: N s so far")` every
+    `every` seconds, from a background thread: for one long call that cannot
+    report itself (torch.compile's first call, a predictor's build), so that a
+    log never goes silent for a minute. Never wrap timed work in it."""
+    every = HEARTBEAT_S if every is None else every
+    done = threading.Event()
+    start = time.perf_counter()
+
+    def beat():
+        while not done.wait(every):
+            say(f"{what}: {_duration(time.perf_counter() - start)} so far")
+
+    thread = threading.Thread(target=beat, name="progress-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 class PhaseClock:

@@ -122,12 +122,13 @@ def depth_panels(panels: Sequence[dict], n: int, fig_id: str, label: str, width:
 
 # ---------------------------------------------------------------- distributions
 def strip_chart(rows: Sequence[dict], fig_id: str, label: str, unit: str, width: int = 1000,
-                row_height: int = 34) -> str:
+                row_height: int = 34, title: Optional[str] = None) -> str:
     """One row per distribution: every value as a dot, the median as a black
     bar (its value at the right), the 90th percentile as a grey bar. rows:
     [{"label", "values", "median", "p90", "short_unit"}]; a linear axis from 0,
-    or a log axis when the values span more than 20x."""
-    left, right, top, bottom = 230, 150, 14, 40
+    or a log axis when the values span more than 20x. title: drawn above, as
+    the other charts' panel titles."""
+    left, right, top, bottom = 230, 150, 36 if title else 14, 40
     pw = width - left - right
     height = top + row_height * max(1, len(rows)) + bottom
     values = [v for r in rows for v in (list(r["values"]) + [r["median"], r["p90"]]) if v > 0]
@@ -148,6 +149,8 @@ def strip_chart(rows: Sequence[dict], fig_id: str, label: str, unit: str, width:
             return left + pw * v / span
 
     parts = _open(width, height, fig_id, label)
+    if title:
+        parts.append(f'<text x="{left - 220}" y="{top - 14}" font-weight="600">{_esc(title)}</text>')
     for t in ticks:
         parts.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top}" y2="{top + row_height * len(rows)}" '
                      f'stroke="{GRID}"/>')
@@ -210,7 +213,7 @@ def interval_panels(panels: Sequence[dict], fig_id: str, label: str, width: int 
                 anchor, bx = (("end", xb) if xb > x0 + 0.9 * pw else ("start", xa) if xa < x0 + 0.1 * pw
                               else ("middle", (xa + xb) / 2))
                 parts.append(f'<text x="{bx:.1f}" y="{top - 1}" text-anchor="{anchor}" fill="#1a7f37" '
-                             f'font-size="11">{_esc(p["band_label"])}</text>')
+                             f'font-size="12">{_esc(p["band_label"])}</text>')
         for t in nice_ticks(lo, hi, 4):
             parts.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top}" y2="{y_end}" stroke="{GRID}"/>')
             parts.append(f'<text x="{x(t):.1f}" y="{y_end + 15}" text-anchor="middle" fill="{TEXT_MUTED}">'

@@ -20,9 +20,11 @@ import numpy as np
 from converters.table.head import state_classes
 from genet_arch import CARDS, canonical_arch
 
+from parity.latency import contention
 from parity.fastpath import inference
 from parity.core.frameworks import check_dtype, layout_states, paddle_model, torch_device, torch_dtype, torch_model
 from parity.core.environment import environment
+from parity.core.progress import heartbeat
 from parity.core.runtime import configure_threads, configured_threads, set_paddle_threads, thread_report
 from parity.core.tolerances import check_word
 
@@ -33,6 +35,8 @@ DEFAULT_ITERS = 100
 # The authors' convention is batch 64 on a GPU. On a CPU that would take tens
 # of minutes for GENet_large, so the CPU default is batch 1 (stated in the output).
 DEFAULT_BATCH = {"gpu": 64, "cpu": 1}
+# What a slow build is doing, said before it starts (a heartbeat follows while it runs).
+BUILD_NOTES = {("torch", "best"): " (torch.compile: tens of seconds)", ("paddle", "best"): " (predictor, checked)"}
 SWITCH_PAUSE_S = 0.25  # untimed, between frameworks when interleaving (see _time_paths)
 
 
@@ -340,11 +344,13 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
                     entry = {"framework": fw, "mode": mode, "dtype": dt, "bn_folded": fused, "batch_size": batch,
                              "warmup": warmup}
                     results.append(entry)
-                    say(f"building GENet_{arch} {fw} {mode} {dt}{' BN-folded' if fused else ''}, batch {batch}")
+                    what = f"building GENet_{arch} {fw} {mode} {dt}{' BN-folded' if fused else ''}"
+                    say(f"{what}, batch {batch}" + BUILD_NOTES.get((fw, mode), ""))
                     try:
                         make = _torch_path if fw == "torch" else _paddle_path
-                        paths.append((entry, make(arch, states[0] if fw == "torch" else states[1], fused, mode, dt,
-                                                  device, x)))
+                        with heartbeat(say, what):  # a compilation reports nothing for up to a minute
+                            paths.append((entry, make(arch, states[0] if fw == "torch" else states[1], fused, mode,
+                                                      dt, device, x)))
                     except _Unsupported as e:
                         entry["skipped"] = str(e)
     try:
@@ -358,8 +364,10 @@ def measure_latency(arch: str, official_state=None, frameworks: Sequence[str] = 
         # eager goes last: run just before a predictor it slowed the predictor
         # by ~50% here (measured: 30 vs 20.5 ms/img, GENet_large batch 8).
         order = sorted(range(len(paths)), key=lambda i: paths[i][1].group)
+        before = contention.reading()
         timed = _time_paths([paths[i][1] for i in order], warmup, iters, interleave, pause=SWITCH_PAUSE_S,
                             on_warm=timing)
+        env["other_load"] = contention.other_load(before)  # other work on the cores while timing
         times = [None] * len(paths)
         for i, seconds in zip(order, timed):
             times[i] = seconds

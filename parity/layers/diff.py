@@ -367,7 +367,7 @@ def _compare32(name: str, actual: np.ndarray, expected: np.ndarray, expected_sta
 
 
 @dataclass
-class _Check:
+class _SideVerdict:
     """One side of a row's verdict (accumulated or isolated)."""
 
     diff: Diff  # Paddle vs torch
@@ -378,7 +378,7 @@ class _Check:
 
 
 def _check(name: str, p: np.ndarray, t: np.ndarray, t_stats, r: Optional[np.ndarray], dtype: str,
-           atol: Optional[float], rtol: Optional[float], count_outside: bool) -> _Check:
+           atol: Optional[float], rtol: Optional[float], count_outside: bool) -> _SideVerdict:
     """Paddle output `p` against torch's `t`, judged by the project's rule
     (`parity.core.tolerances.decide`) against the float64 `r` (or by
     atol/rtol element by element when r is None).
@@ -399,7 +399,7 @@ def _check(name: str, p: np.ndarray, t: np.ndarray, t_stats, r: Optional[np.ndar
         diff = _compare32(name, p, t, t_stats, atol=atol, rtol=rtol)
         ok = diff.n_outside == 0
     # NaN/inf in Paddle's output must never pass.
-    return _Check(diff=diff, torch_error=e_t, paddle_error=e_p, tolerance=tol,
+    return _SideVerdict(diff=diff, torch_error=e_t, paddle_error=e_p, tolerance=tol,
                   passed=bool(ok and np.isfinite(diff.max_abs)))
 
 
@@ -504,7 +504,7 @@ class _LayerDiff:
         self.t_out: Dict[int, object] = {}
         self.t_stats: Dict[int, tuple] = {}  # (max |t|, sum t^2) of torch's output
         self.p_out: Dict[int, object] = {}  # Paddle's accumulated outputs, until their float64 row arrives
-        self.accumulated: Dict[int, _Check] = {}
+        self.accumulated: Dict[int, _SideVerdict] = {}
         self.ref_errors: Dict[int, tuple] = {}  # (Paddle, torch) max abs vs the reference activations
         self.want: frozenset = frozenset()  # rows whose (input, output) an isolated run captures
         self.capture: Dict[str, Dict[int, tuple]] = {"paddle": {}, "float64": {}}
@@ -795,7 +795,7 @@ def _judge_isolated(diff: _LayerDiff, i: int, p_iso, r_iso) -> None:
         held.pop(i, None)
 
 
-def _record(i, row, shape, acc: _Check, iso: _Check, hp, relative, atol, ref_p, ref_t) -> LayerRecord:
+def _record(i, row, shape, acc: _SideVerdict, iso: _SideVerdict, hp, relative, atol, ref_p, ref_t) -> LayerRecord:
     mismatches = hparam_mismatches(row.kind, *hp)
     a, s = acc.diff, iso.diff
     amplification = a.max_abs / s.max_abs if s.max_abs > 0 else None

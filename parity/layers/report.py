@@ -10,7 +10,7 @@ import html
 import json
 import math
 import re
-from typing import List, Optional
+from typing import List
 
 from genet_arch import DEFAULT_NUM_CLASSES
 
@@ -44,10 +44,6 @@ def _verdict_line(d: dict) -> str:
 def _tolerance_line(d: dict) -> str:
     t = d["tolerance"]
     return f"Tolerance ({t['mode']}): {t['rule']}"
-
-
-def _precision_line(d: dict) -> Optional[str]:
-    return d.get("precision_note")
 
 
 def _names(layer: dict) -> str:

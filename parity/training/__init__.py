@@ -10,7 +10,7 @@ float64 recomputation of each framework's own step.
 from parity.training.batches import Batches, make_batches
 from parity.training.mistakes import MISTAKES
 from parity.training.recipe import Recipe
-from parity.training.result import Check, TrainResult
+from parity.training.result import QuantityCheck, TrainResult
 from parity.training.run import run_training_parity
 
-__all__ = ["Batches", "Check", "MISTAKES", "Recipe", "TrainResult", "make_batches", "run_training_parity"]
+__all__ = ["Batches", "QuantityCheck", "MISTAKES", "Recipe", "TrainResult", "make_batches", "run_training_parity"]

@@ -1,4 +1,4 @@
-"""What a training-parity run found: one `Check` per judged quantity, in the
+"""What a training-parity run found: one `QuantityCheck` per judged quantity, in the
 order the quantities arise (step by step; within a step the forward of every
 layer, the loss, the gradients in backpropagation order, then every
 parameter and BN statistic after the update)."""
@@ -19,7 +19,9 @@ PHASE_MEANS = {
 
 
 @dataclass
-class Check:
+class QuantityCheck:
+    """One quantity of one training step (an output, the loss, a gradient, an updated tensor), judged."""
+
     step: int  # 1-based
     phase: str  # forward | loss | backward | update
     kind: str  # forward: conv|bn|relu|unit|block|pool|fc; loss; else the tensor's role (weight|bias|mean|variance)
@@ -37,7 +39,8 @@ class Check:
     cosine: Optional[float] = None  # cos(Paddle, f64) (gradients)
 
     @classmethod
-    def of(cls, step, phase, kind, name, paddle_name, order, shape, judgement, rel_l2=None, cosine=None) -> "Check":
+    def of(cls, step, phase, kind, name, paddle_name, order, shape, judgement, rel_l2=None,
+           cosine=None) -> "QuantityCheck":
         return cls(step=step, phase=phase, kind=kind, name=name, paddle_name=paddle_name or name, order=order,
                    shape=[int(d) for d in shape], error=judgement.error, reference_error=judgement.reference_error,
                    bound=judgement.bound, scale=judgement.scale, margin=judgement.margin, passed=judgement.passed,
@@ -79,7 +82,7 @@ class TrainResult:
     batches: dict
     weights: dict
     head: dict
-    checks: List[Check]
+    checks: List[QuantityCheck]
     step_summaries: List[StepSummary]
     tolerance: dict
     environment: dict
@@ -92,10 +95,10 @@ class TrainResult:
         return bool(self.checks) and all(c.passed for c in self.checks)
 
     @property
-    def first_divergent(self) -> Optional[Check]:
+    def first_divergent(self) -> Optional[QuantityCheck]:
         return next((c for c in self.checks if not c.passed), None)
 
-    def worst(self, phase: str, n: int = 10, step: Optional[int] = None) -> List[Check]:
+    def worst(self, phase: str, n: int = 10, step: Optional[int] = None) -> List[QuantityCheck]:
         """The `n` checks of `phase` with the largest margins (the worst first)."""
         cs = [c for c in self.checks if c.phase == phase and (step is None or c.step == step)]
         return sorted(cs, key=lambda c: -c.margin)[:n]

@@ -33,7 +33,7 @@ from parity.core.reference import torch_state_of_paddle
 from parity.training.batches import Batches
 from parity.training.mistakes import check_mistakes
 from parity.training.recipe import Recipe
-from parity.training.result import Check, StepSummary, TrainResult
+from parity.training.result import QuantityCheck, StepSummary, TrainResult
 
 CANDIDATE, REFERENCE = "Paddle float32", "torch float32"
 TENSOR_ROLES = ("weight", "bias", "mean", "variance")
@@ -225,7 +225,7 @@ def run_training_parity(arch: str, official_state: Mapping[str, np.ndarray], bat
                 row = rows[i]
                 j = tolerances.judge(row.official, p_out.pop(i), _np(out), reference_error=t_fwd_err[i],
                                      candidate_label=CANDIDATE, reference_label=REFERENCE)
-                fwd[i] = Check.of(step, "forward", row.kind, row.official, row.paddle, i, out.shape, j)
+                fwd[i] = QuantityCheck.of(step, "forward", row.kind, row.official, row.paddle, i, out.shape, j)
 
             with clock("paddle"):
                 hooks["paddle"].sink = p_sink
@@ -253,7 +253,7 @@ def run_training_parity(arch: str, official_state: Mapping[str, np.ndarray], bat
                 checks += [fwd[i] for i in range(len(rows))]
                 j = tolerances.judge("loss", float(p_loss.item()), pr_loss.item(), reference_error=t_loss_err,
                                      candidate_label=CANDIDATE, reference_label=REFERENCE)
-                checks.append(Check.of(step, "loss", "loss", "loss", "loss", len(rows), (), j))
+                checks.append(QuantityCheck.of(step, "loss", "loss", "loss", "loss", len(rows), (), j))
                 r_params = dict(twin.model.named_parameters())
                 for r in reversed(param_rows):  # backpropagation order: the fc first
                     g = p_grads[r.official]
@@ -264,7 +264,7 @@ def run_training_parity(arch: str, official_state: Mapping[str, np.ndarray], bat
                         raise AssertionError(f"{r.official}: Paddle gradient {g.shape} vs torch {f64.shape}")
                     j = tolerances.judge(r.official, g, f64, reference_error=t_grad_err[r.official],
                                          candidate_label=CANDIDATE, reference_label=REFERENCE)
-                    checks.append(Check.of(step, "backward", r.role, r.official, r.paddle, order[r.official],
+                    checks.append(QuantityCheck.of(step, "backward", r.role, r.official, r.paddle, order[r.official],
                                            f64.shape, j, *rel_l2_cosine(g, f64)))
             with clock("float64"):
                 twin.step_with(p_grads)
@@ -276,7 +276,7 @@ def run_training_parity(arch: str, official_state: Mapping[str, np.ndarray], bat
                     j = tolerances.judge(r.official, p_state[r.official], _np(r_state[r.official]),
                                          reference_error=t_upd_err[r.official], candidate_label=CANDIDATE,
                                          reference_label=REFERENCE)
-                    checks.append(Check.of(step, "update", r.role, r.official, r.paddle, order[r.official],
+                    checks.append(QuantityCheck.of(step, "update", r.role, r.official, r.paddle, order[r.official],
                                            r.torch_shape, j))
                 drift = max(((tolerances.max_abs_error(p_state[k], v) / max(float(np.max(np.abs(v))), 1e-30), k)
                              for k, v in t_after.items()), default=(0.0, ""))
