@@ -7,7 +7,7 @@ from typing import Mapping, Optional
 import numpy as np
 import paddle
 
-from converters.files.io import read_pdparams
+from converters.files.pdparams import read_pdparams
 from converters.files.pretrained import HEAD_SEED, pretrained_state
 from converters.table.head import state_classes
 from converters.table.mapping import check_state

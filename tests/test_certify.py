@@ -106,7 +106,7 @@ def test_a_tampered_pdparams_fails_and_the_layer_diff_names_the_layer(demo, tmp_
     """A .pdparams that is not the conversion of the weights: the exact-copy
     check fails, the layer diff points at the changed layer, the verdict is FAIL."""
     from converters.files.load import load_weights, to_layout
-    from converters.files.io import write_pdparams
+    from converters.files.pdparams import write_pdparams
 
     _, demo_opts, out = demo
     weights = os.path.join(out, demo_opts.weights)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from converters.cli import main
-from converters.files.io import write_torch
+from converters.files.torch_format import write_torch
 from converters.table.mapping import mapping_table
 from genet_arch import BatchNorm, Conv, get_arch, naming
 from parity.core.reference import float64_model

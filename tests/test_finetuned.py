@@ -35,7 +35,7 @@ def _fine_tune(arch: str, folder) -> dict:
     import torch
 
     import torch_ref
-    from converters.files.io import write_torch
+    from converters.files.torch_format import write_torch
     from parity.core.seeded import seeded_input
 
     pretrained = os.path.join(folder, f"GENet_{arch}_imagenet.pth")
@@ -82,7 +82,7 @@ def small(tmp_path_factory):
     path = str(d / "official.pth")
     torch.save({"state_dict": model.state_dict()}, path)
     pdparams = str(d / "model.pdparams")
-    from converters.files.io import write_pdparams
+    from converters.files.pdparams import write_pdparams
 
     write_pdparams(mapping_table("small", CLASSES).convert(_torch_state(model), "official", "paddle"), pdparams)
     return {"arch": "small", "state": _torch_state(model), "dir": d, "official": path, "paddle": pdparams}
@@ -141,7 +141,7 @@ def test_every_layout_is_read_with_its_head(ckpt):
 
 
 def test_a_head_whose_bias_disagrees_or_that_is_missing_is_refused_by_name(small, tmp_path):
-    from converters.files.io import write_torch
+    from converters.files.torch_format import write_torch
     from converters.files.load import load_weights
 
     state = dict(small["state"])
@@ -166,7 +166,8 @@ def test_a_head_whose_bias_disagrees_or_that_is_missing_is_refused_by_name(small
 def test_convert_both_ways_verified(ckpt, capsys):
     """official .pth -> .pdparams -> official .pth: verified each way, the
     head read from the file and recorded, every tensor back bit for bit."""
-    from converters.files.io import read_pdparams, read_torch
+    from converters.files.checkpoint import read_torch
+    from converters.files.pdparams import read_pdparams
 
     d, state = ckpt["dir"], ckpt["state"]
     rc, there = _convert([ckpt["official"], str(d / "out.pdparams"), "--force"], capsys)
@@ -376,7 +377,7 @@ def ema_checkpoint(small):
 
 @pytest.mark.parametrize("key", [None, "state_dict", "state_dict_ema"])
 def test_ema_checkpoint_converts_the_weights_asked_for(ema_checkpoint, tmp_path, capsys, key):
-    from converters.files.io import read_pdparams
+    from converters.files.pdparams import read_pdparams
 
     path, raw, ema = ema_checkpoint
     dst = str(tmp_path / "out.pdparams")
@@ -429,7 +430,7 @@ def test_a_half_state_dict_converts(small, tmp_path, capsys):
     read as the whole numbers they hold."""
     import torch
 
-    from converters.files.io import read_pdparams
+    from converters.files.pdparams import read_pdparams
 
     path = str(tmp_path / "half.pth")
     torch.save({k: torch.from_numpy(v).half() for k, v in small["state"].items()}, path)

@@ -5,7 +5,9 @@ import pytest
 from converters.files.load import load_weights, to_layout
 from converters.table.errors import CheckpointError
 from converters.table.mapping import mapping_table
-from converters.files.io import write_pdparams, write_safetensors, write_torch
+from converters.files.pdparams import write_pdparams
+from converters.files.safetensors_format import write_safetensors
+from converters.files.torch_format import write_torch
 from parity.core.seeded import seeded_state
 
 from .conftest import spec_name, spec_rows

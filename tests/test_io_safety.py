@@ -16,7 +16,7 @@ import torch
 from converters.conversion.convert import convert
 from converters.files.load import load_weights
 from converters.table.errors import CheckpointError
-from converters.files.io import read_safetensors, write_safetensors
+from converters.files.safetensors_format import read_safetensors, write_safetensors
 
 from .test_convert import expected, write_source
 
@@ -209,7 +209,7 @@ def test_atomic_outputs_get_ordinary_permissions(tmp_path):
     import os
     import stat
 
-    from converters.files.io import write_text_atomic
+    from converters.files.atomic import write_text_atomic
 
     path = tmp_path / "report.json"
     old = os.umask(0o022)

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from converters.files.io import write_pdparams, write_torch
+from converters.files.pdparams import write_pdparams
+from converters.files.torch_format import write_torch
 from converters.table.mapping import mapping_table
 from parity.commands.cli import main
 from parity.core.seeded import seeded_state

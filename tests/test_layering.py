@@ -150,10 +150,10 @@ def test_no_import_cycles(graph):
 
 def test_the_check_finds_an_upward_import_and_a_cycle():
     """The checks above can fail: a planted upward import and a planted cycle are reported."""
-    planted = {"converters.files.io": {"converters.table.errors", "parity.core.compare"},
+    planted = {"converters.files.checkpoint": {"converters.table.errors", "parity.core.compare"},
                "converters.table.errors": set(), "parity.core.compare": set()}
-    assert violations(planted) == ["converters.files.io (unit converters.files, rank 2) imports parity.core.compare "
-                                   "(unit parity.core, rank 4)"]
+    assert violations(planted) == ["converters.files.checkpoint (unit converters.files, rank 2) imports "
+                                   "parity.core.compare (unit parity.core, rank 4)"]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 

@@ -8,7 +8,7 @@ import paddle_genet
 import torch_ref
 from converters.table.errors import CheckpointError
 from converters.table.mapping import mapping_table
-from converters.files.io import write_pdparams
+from converters.files.pdparams import write_pdparams
 from parity.core.seeded import seeded_state
 
 

@@ -137,7 +137,7 @@ def test_mapping_compact_and_full(capsys):
 
 def test_convert(tmp_path, capsys):
     from converters.cli import main as convert_main
-    from converters.files.io import write_torch
+    from converters.files.torch_format import write_torch
     from parity.core.seeded import seeded_state
 
     src = tmp_path / "GENet_small_seeded.pth"

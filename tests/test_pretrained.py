@@ -9,7 +9,8 @@ import pytest
 import paddle_genet
 import torch_ref
 from converters.table.errors import CheckpointError
-from converters.files.io import write_pdparams, write_torch
+from converters.files.pdparams import write_pdparams
+from converters.files.torch_format import write_torch
 from converters.table.mapping import mapping_table
 from converters.files.pretrained import HEAD_SEED, fresh_head
 from parity.core.seeded import seeded_state

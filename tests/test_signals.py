@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from converters.files.io import write_torch
+from converters.files.torch_format import write_torch
 from parity.core.seeded import seeded_state
 
 RUNS = 30
@@ -45,7 +45,7 @@ def _check_folder(folder, rc, err, what=""):
     assert not [n for n in names if n.endswith(".tmp")], context
     assert names in ([], ["x.pdparams", "x.pdparams.json"]), context
     if names:  # committed together: the record describes exactly this file
-        from converters.files.io import read_pdparams
+        from converters.files.pdparams import read_pdparams
         from converters.files.provenance import tensor_sha256
 
         with open(os.path.join(folder, "x.pdparams.json")) as f:
@@ -126,7 +126,8 @@ WRITER_LOOP = textwrap.dedent("""
     import os, sys
     import numpy as np
     from converters.files.atomic import AtomicFile, commit_together, terminate_like_interrupt, write_text_atomic
-    from converters.files.io import write_pdparams, write_safetensors
+    from converters.files.pdparams import write_pdparams
+    from converters.files.safetensors_format import write_safetensors
     from parity.core.exits import run_guarded
 
     terminate_like_interrupt()

@@ -15,7 +15,8 @@ import zlib
 import pytest
 
 from converters.cli import main as convert_main
-from converters.files.io import read_checkpoint, write_torch
+from converters.files.checkpoint import read_checkpoint
+from converters.files.torch_format import write_torch
 from converters.files.torch_file import check_zip
 from converters.table.errors import CheckpointError
 from parity.core.seeded import seeded_state

@@ -121,7 +121,7 @@ def test_mistakes_are_checked_against_the_recipe():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from converters.files.io import write_torch
+    from converters.files.torch_format import write_torch
 
     path = tmp_path_factory.mktemp("train") / "GENet_small.pth"
     write_torch(seeded_state("small"), str(path))

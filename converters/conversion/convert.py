@@ -19,7 +19,9 @@ import numpy as np
 from converters.table import fuse
 from converters.table.errors import CheckpointError, VerificationError
 from converters.files.atomic import AtomicFile, commit_together
-from converters.files.io import write_pdparams, write_safetensors, write_torch
+from converters.files.pdparams import write_pdparams
+from converters.files.safetensors_format import write_safetensors
+from converters.files.torch_format import write_torch
 from converters.files.load import LoadedWeights, check_finite, load_weights, to_layout
 from converters.files.paths import same_file
 from converters.files.provenance import provenance_path

@@ -39,7 +39,7 @@ import numpy as np
 
 from converters.table.checks import check_keys
 from converters.table.errors import VerificationError
-from converters.files.io import _bf16_to_f32, f32_to_bf16_bits
+from converters.files.arrays import bf16_to_f32 as _bf16_to_f32, f32_to_bf16_bits
 from converters.files.load import TORCH_STORAGE, LoadedWeights, expected, to_layout
 from converters.table.head import state_classes
 

@@ -24,7 +24,8 @@ from converters.table.checks import key_report
 from converters.files.state_dicts import StateDictChoice
 from converters.files.tensor_check import check_dtype
 from converters.table.errors import CheckpointError
-from converters.files.io import read_checkpoint, sha256_file
+from converters.files.checkpoint import read_checkpoint
+from converters.files.source import sha256_file
 from converters.table.head import head_classes
 from converters.table.mapping import mapping_table
 

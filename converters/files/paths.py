@@ -83,10 +83,12 @@ def not_regular(path: str, mode: int, what: str) -> CheckpointError:
                                  f"(a pipe or device could block or never end)")
 
 
-def open_regular(path: str, what: str = "a file", missing: str = "no such file"):
+def open_regular(path: str, what: str = "a file", missing: str = "no such file", refuse=None):
     """`path` opened for binary reading if it is a regular file: checked
     before opening (a FIFO never blocks the open) and again on the open file
-    (in case the name was switched in between)."""
+    (in case the name was switched in between). `refuse(path, mode)`: the
+    error for a file that is not regular (default: `not_regular`)."""
+    refuse = refuse or (lambda p, mode: not_regular(p, mode, what))
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -94,7 +96,7 @@ def open_regular(path: str, what: str = "a file", missing: str = "no such file")
     except (OSError, ValueError) as e:
         raise CheckpointError(path, f"cannot be read: {getattr(e, 'strerror', None) or e}") from None
     if not stat.S_ISREG(mode):
-        raise not_regular(path, mode, what)
+        raise refuse(path, mode)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
                      | getattr(os, "O_CLOEXEC", 0))
@@ -103,7 +105,7 @@ def open_regular(path: str, what: str = "a file", missing: str = "no such file")
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise not_regular(path, mode, what)
+        raise refuse(path, mode)
     return os.fdopen(fd, "rb")
 
 

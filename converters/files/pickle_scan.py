@@ -31,7 +31,7 @@ a hostile stream at twice its size. Payloads are skipped, never read, so
 scanning a 300 MB `.pdparams` reads only its opcodes (GENet_small: 25 ms).
 
 The scan also returns the persistent ids a torch pickle declares (storage
-type, key, element count), which `converters.files.io` checks against the file
+type, key, element count), which `converters.files.torch_file` checks against the file
 before torch allocates anything for them.
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from converters.files.atomic import AtomicFile
-from converters.files.io import f32_to_bf16_bits
+from converters.files.arrays import f32_to_bf16_bits
 
 PROVENANCE_FORMAT = 1
 

@@ -254,13 +254,23 @@ def logit_check(arch: str, official_state, runners: Dict[str, object], device: s
     `n_images` of) a batch with the project's rule: the truth is the float64
     recomputation with `official_state`, the bar eager torch at `precision`.
     `evaluate` calls it on the first batch it runs and records the result."""
+    import torch
+
     from parity.core.reference import float64_logits, torch_logits
     from parity.core.tolerances import is_reference, judge, reference_row
+
+    # A Paddle-only run on a GPU in an environment whose torch is a CPU build (paddlepaddle-gpu and CUDA
+    # torch often cannot share one): torch's bar at this precision is measured on the CPU, and said so.
+    bar_device = device
+    if "torch" not in runners and device != "cpu" and not torch.cuda.is_available():
+        bar_device = "cpu"
+    bar_label = f"torch eager {precision}" + (" on the CPU (this environment's torch has no CUDA)"
+                                              if bar_device != device else "")
 
     def check(x: np.ndarray) -> dict:
         x = np.ascontiguousarray(x[:n_images])
         truth = float64_logits(arch, official_state, x)
-        bar = torch_logits(arch, official_state, x, device=device, dtype=precision)
+        bar = torch_logits(arch, official_state, x, device=bar_device, dtype=precision)
         judgements = {}
         for fw, run in runners.items():
             name = f"GENet_{arch} logits"
@@ -268,9 +278,9 @@ def logit_check(arch: str, official_state, runners: Dict[str, object], device: s
                 judgements[fw] = reference_row(name, bar, truth, precision, run.label)
             else:
                 judgements[fw] = judge(name, run(x), truth, reference=bar, dtype=precision, candidate_label=run.label,
-                                       reference_label=f"torch eager {precision}").to_dict()
+                                       reference_label=bar_label).to_dict()
         judged = [j["passed"] for j in judgements.values() if not is_reference(j)]
-        return {"type": "check", "n_images": int(len(x)), "precision": precision,
+        return {"type": "check", "n_images": int(len(x)), "precision": precision, "bar": bar_label,
                 "truth": "torch_ref float64 recomputation, same weights and images",
                 # None: only the reference ran, nothing was compared
                 "judgements": judgements, "pass": all(judged) if judged else None,

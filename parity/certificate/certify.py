@@ -88,10 +88,11 @@ class CertifyOptions:
     bench: bool = True
     bench_options: dict = field(default_factory=dict)
     weights_key: Optional[str] = None  # which state dict of a training checkpoint (converters.files.state_dicts)
+    eval_results: Optional[str] = None  # a finished float32 run of both frameworks (or a pair) to certify, not rerun
 
 
 def _file_record(role: str, path: str) -> dict:
-    from converters.files.io import sha256_file
+    from converters.files.source import sha256_file
 
     return {"role": role, "path": os.path.abspath(path), "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
 
@@ -396,15 +397,96 @@ def _predictions(results_path: str) -> List[dict]:
 
 
 # ---------------------------------------------------------------- the run
-def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=None, progress=None) -> dict:
+def given_evaluation(opts, arch, dataset, samples, source, paddle_path) -> dict:
+    """The summary of `opts.eval_results`, a finished float32 results file of
+    both frameworks (a run of both, or `merge --results` of a torch-only and
+    a Paddle-only run), after checking that it evaluated what this
+    certificate certifies: these weights (the Paddle side: their conversion
+    by the mapping table, or the very --pdparams given here), this list and
+    limit, the official preprocessing of this arch, float32, every image."""
+    from converters.files.source import sha256_file
+
+    from parity.accuracy.evaluate import make_header, summarize
+    from parity.accuracy.results import RECORD_TYPES, read_results
+    from parity.inputs.data import DataError
+
+    path = opts.eval_results
+    header, records = read_results(path)
+    ours = make_header(arch, "float32", "cpu", {}, {}, dataset, opts.limit, None, len(samples))
+    weights = header.get("weights") or {}
+    given_pdparams = (weights.get("pdparams") or {}).get("sha256")
+    wanted_pdparams = sha256_file(opts.pdparams) if opts.pdparams else None
+    differ = [f for f in ("arch", "precision", "dataset", "limit", "preprocessing") if header.get(f) != ours[f]]
+    if weights.get("sha256") != source.sha256:
+        differ.append(f"weights.sha256 ({weights.get('sha256') or weights.get('source')} vs {source.sha256} of "
+                      f"{opts.weights})")
+    if given_pdparams != wanted_pdparams:
+        differ.append(f"weights.pdparams (Paddle evaluated {given_pdparams or 'the conversion of the weights'}, "
+                      f"this certificate {wanted_pdparams or 'the conversion of the weights'})")
+    if differ:
+        raise DataError(path, f"is not an evaluation of what this certificate certifies: it differs in "
+                              f"{', '.join(differ)}")
+    if sorted(header.get("frameworks") or []) != ["paddle", "torch"]:
+        raise DataError(path, f"holds {'+'.join(header.get('frameworks') or [])} only: give a run of both "
+                              "frameworks, or pair two runs with `genet-parity merge TORCH PADDLE --results PATH`")
+    done = {r["index"] for r in records if r["type"] in RECORD_TYPES}
+    if done != {s.index for s in samples}:
+        raise DataError(path, f"is unfinished or of other images: {len(done)} images, {len(samples)} to certify")
+    summary = summarize(header, records)
+    for key in ("environments", "paired_from"):
+        if header.get(key):
+            summary[key] = header[key]
+    summary["given"] = {"results": os.path.abspath(path), "sha256": sha256_file(path)}
+    return summary
+
+
+def _evaluate(opts, arch, dataset, samples, official, paddle_state, paddle_name, source, device, precision, say,
+              progress, on_batch, step, job):
+    """The evaluation step at one precision: (summary, results path); under
+    a job, this rank's slice of it (the summary None but at rank 0)."""
+    from parity.accuracy.evaluate import RunTimes, batch_detail, build_runners, evaluate, logit_check, make_header
+
+    share = len(samples) if job is None else len(samples[job.rank::job.world])
+    step(f"evaluation ({precision}, {len(samples):,} images)", total=share, unit="images")
+    if progress is not None:
+        on_batch = (lambda n, counts: progress.update(advance=n, detail=batch_detail(counts, ["torch", "paddle"])))
+    runners = build_runners(arch, ["torch", "paddle"], official, paddle_state, device, precision,
+                            runner=opts.runner, say=say)
+    header = make_header(arch, precision, device, runners,
+                         {"source": os.path.basename(opts.weights), "sha256": source.sha256,
+                          "num_classes": source.num_classes, "paddle": paddle_name},
+                         dataset, opts.limit, None, len(samples))
+    results_path = f"{opts.out_prefix}.eval_{precision}.jsonl"
+    times = RunTimes()
+    run = evaluate
+    if job is not None:
+        from functools import partial
+
+        from parity.accuracy.distributed import evaluate_job
+
+        run = partial(evaluate_job, job, say=say)
+    summary = run(runners, dataset, samples, header, results_path,
+                  resume=opts.resume, skip_bad=opts.skip_bad, batch_size=opts.batch_size,
+                  workers=opts.workers, on_batch=on_batch,
+                  check=logit_check(arch, official, runners, device, precision), times=times)
+    if summary is not None and "throughput" not in summary:
+        summary["throughput"] = times.summary(list(runners))
+    return summary, results_path
+
+
+def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=None, progress=None,
+            job=None) -> Optional[dict]:
     """Run every step; `progress` (a parity.core.progress.Progress) shows each step
     with what comes next and counts modules and images; without it `say`
-    gets one line per step and `on_batch` the evaluation's batches."""
+    gets one line per step and `on_batch` the evaluation's batches.
+    job: a parity.accuracy.distributed.Job: its rank 0 runs every step and
+    every rank a slice of the evaluations; the certificate is rank 0's
+    (None elsewhere), the one a single process would write."""
     from converters.files.load import load_weights, to_layout
 
     from parity.inputs.data import class_note, open_dataset, select
     from parity.inputs.decode import Decoder
-    from parity.accuracy.evaluate import RunTimes, build_runners, evaluate, logit_check, make_header, normalize_device
+    from parity.accuracy.evaluate import normalize_device
 
     start = time.perf_counter()
     if progress is not None:
@@ -449,14 +531,32 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
         else:
             say(text)
 
-    step("conversion with verification")
-    checks, paddle_path = conversion_step(opts, arch, say)
+    lead = job is None or job.rank == 0
     official = to_layout(source, "official")
-    paddle_state = to_layout(load_weights(paddle_path, arch=arch, layout="paddle"), "paddle") if paddle_path else None
-    if paddle_path and paddle_path != opts.pdparams:
-        inputs.append({**_file_record("converted", paddle_path), "role": "converted pdparams (written here)"})
+    checks, paddle_state, paddle_name, paddle_path = [], None, None, None
+    if lead:
+        step("conversion with verification")
+        checks, paddle_path = conversion_step(opts, arch, say)
+        if paddle_path:
+            paddle_state = to_layout(load_weights(paddle_path, arch=arch, layout="paddle"), "paddle")
+            paddle_name = os.path.basename(paddle_path)
+        if paddle_path and paddle_path != opts.pdparams:
+            inputs.append({**_file_record("converted", paddle_path), "role": "converted pdparams (written here)"})
+    if job is not None:
+        # The other ranks evaluate exactly the Paddle weights rank 0 verified (none: the conversion failed).
+        if not lead:
+            say("waiting for rank 0's conversion and layer diff")
+        paddle_state, paddle_name = job.broadcast((paddle_state, paddle_name) if lead else None, "converted")
 
     evaluations, predictions, accuracy = {}, {}, {}
+    if not lead:
+        if paddle_state is not None:
+            for precision in precisions:
+                if precision == "float32" and opts.eval_results:
+                    continue  # rank 0 reads the given evaluation
+                _evaluate(opts, arch, dataset, samples, official, paddle_state, paddle_name, source, device,
+                          precision, say, progress, on_batch, step, job)
+        return None
     if paddle_state is None:
         reason = "the conversion failed, so there is no Paddle model to compare"
         checks.append(CertificateCheck("layer_diff", "Layer diff", NOT_RUN, "-", "-", reason=reason))
@@ -472,24 +572,14 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
             if progress is not None else None
         checks.append(layer_diff_step(arch, official, paddle_state, first.inputs, info, device, say, on_layer))
         for precision in precisions:
-            step(f"evaluation ({precision}, {len(samples):,} images)", total=len(samples), unit="images")
-            if progress is not None:
-                from parity.accuracy.evaluate import batch_detail
-
-                on_batch = (lambda n, counts: progress.update(advance=n, detail=batch_detail(counts, ["torch", "paddle"])))
-            runners = build_runners(arch, ["torch", "paddle"], official, paddle_state, device, precision,
-                                    runner=opts.runner, say=say)
-            header = make_header(arch, precision, device, runners,
-                                 {"source": os.path.basename(opts.weights), "sha256": source.sha256,
-                                  "num_classes": source.num_classes, "paddle": os.path.basename(paddle_path)},
-                                 dataset, opts.limit, None, len(samples))
-            results_path = f"{opts.out_prefix}.eval_{precision}.jsonl"
-            times = RunTimes()
-            summary = evaluate(runners, dataset, samples, header, results_path,
-                               resume=opts.resume, skip_bad=opts.skip_bad, batch_size=opts.batch_size,
-                               workers=opts.workers, on_batch=on_batch,
-                               check=logit_check(arch, official, runners, device, precision), times=times)
-            summary["throughput"] = times.summary(list(runners))
+            if precision == "float32" and opts.eval_results:
+                step(f"evaluation ({precision}, {len(samples):,} images)")
+                summary, results_path = given_evaluation(opts, arch, dataset, samples, source, paddle_path), \
+                    opts.eval_results
+                say(f"evaluation: {opts.eval_results} ({summary['n_evaluated']:,} images, not rerun here)")
+            else:
+                summary, results_path = _evaluate(opts, arch, dataset, samples, official, paddle_state, paddle_name,
+                                                  source, device, precision, say, progress, on_batch, step, job)
             evaluations[precision] = summary
             checks.append(fast_path_row(summary, precision))
             checks.append(logit_check_row(summary, precision))
@@ -512,6 +602,7 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
                                        reason="disabled with --no-bench"))
 
     return {
+        **({"job": {"launcher": job.launch.launcher, "processes": job.world}} if job is not None else {}),
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "title": title(f"GENet_{arch}", opts.demo, source.num_classes),
@@ -525,6 +616,9 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
         "inputs": inputs,
         "dataset": {**dataset.describe(), "evaluated": len(samples), "limit": opts.limit, "note": dataset_note},
         "environment": environment(device),  # parity.core.environment
+        # Where each framework of a given (--eval-results) evaluation ran: two environments for a pair.
+        **({"evaluation_environments": {p: e["environments"] for p, e in evaluations.items() if e.get("environments")}}
+           if any(e.get("environments") for e in evaluations.values()) else {}),
         "checks": [asdict(c) for c in checks],
         "evaluation": evaluations,
         "accuracy": accuracy,  # top-1 per framework with its 95% interval

@@ -370,6 +370,13 @@ def to_html(cert: dict) -> str:
     parts.append(f'<p class="muted">Created {_e(cert["created_utc"])} in {cert["seconds"]:.1f} s on {_e(device)} '
                  f'({_e(cpu)}); torch {_e(env.get("torch"))}, paddle {_e(env.get("paddle"))}. '
                  f"Schema {_e(cert['schema'])} v{cert['schema_version']}.</p>")
+    if cert.get("job"):
+        parts.append(f'<p class="muted">Evaluated by one {_e(cert["job"]["launcher"])} job of '
+                     f'{_e(cert["job"]["processes"])} processes (rank 0 wrote this certificate).</p>')
+    for precision, envs in (cert.get("evaluation_environments") or {}).items():
+        parts.append(f'<p class="muted">The {_e(precision)} evaluation ran each framework in its own environment: '
+                     + "; ".join(f"{_e(fw)}: torch {_e((e or {}).get('torch'))}, paddle {_e((e or {}).get('paddle'))}, "
+                                 f"{_e((e or {}).get('device'))}" for fw, e in envs.items()) + ".</p>")
 
     parts.append("<h2>Checks</h2>" + _checks_table(cert))
     parts.append('<p class="muted">Accuracy checks are decided on 95% confidence intervals: PASS when the whole '
@@ -428,6 +435,12 @@ def to_html(cert: dict) -> str:
     parts.append(_details("Dataset", _kv([(k, _value(v)) for k, v in cert["dataset"].items()])))
     parts.append(_details(f"Environment ({_e(device)})",
                           _kv([(k, _value(v)) for k, v in applicable_environment(env, device).items()])))
+    for precision, envs in (cert.get("evaluation_environments") or {}).items():
+        for fw, e in envs.items():
+            if e:
+                d = e.get("device", "cpu")
+                parts.append(_details(f"Environment of the {_e(precision)} evaluation's {_e(fw)} run ({_e(d)})",
+                                      _kv([(k, _value(v)) for k, v in applicable_environment(e, d).items()])))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")

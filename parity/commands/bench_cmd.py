@@ -117,7 +117,7 @@ def render(result: dict, out) -> None:
 
 
 def run(args) -> int:
-    from converters.files.io import write_text_atomic
+    from converters.files.atomic import write_text_atomic
 
     from parity.latency.bench import measure_latency
     from parity.accuracy.evaluate import normalize_device

@@ -17,6 +17,10 @@
 5. Training parity of GENet_small, batch 8, 3 steps (`genet-parity train`,
    whole process) against a process running the same three training steps
    in both frameworks, nothing compared.
+6. `genet-parity eval` of both frameworks, default runners against eager.
+7. `genet-parity eval` as one torchrun job of 2 processes against 1 process
+   on the same photos and the same cores (images/s of the whole command and
+   of the evaluation loop, and their ratios).
 
 Each process is repeated (median of 5 after one warm-up run; --quick: fewer,
 stated in the output). Thread counts are set identically for both frameworks
@@ -336,6 +340,41 @@ def bench_eval(arch: str, work: str, env: Dict[str, str], threads: int, n_images
                         "fast_vs_eager": fast / eager >= TARGETS["eval_fast_vs_eager"]}}
 
 
+def bench_distributed(arch: str, work: str, env: Dict[str, str], threads: int, n_images: int, batch: int,
+                      say) -> dict:
+    """`eval` of both frameworks as one process with `threads` threads and
+    decoding workers, and as a torchrun job of 2 processes with half each
+    (the same cores), on the same photos: images/s of the whole command
+    (start-up included) and of the job's loop (`throughput`), and the
+    2-process / 1-process ratios. Both runs must give the same predictions."""
+    folder, listing = photo_list(work, n_images)
+    half = max(1, threads // 2)
+    runs = {}
+    for n, per in ((1, threads), (2, half)):
+        say(f"eval GENet_{arch}, {n_images} images, {n} process{'es' if n > 1 else ''} x {per} threads")
+        summary, results = os.path.join(work, f"dist{n}.json"), os.path.join(work, f"dist{n}.jsonl")
+        cmd = [_bin("genet-parity"), "eval", "--seeded", "--arch", arch, "--data", folder, "--list", listing,
+               "--batch-size", str(batch), "--threads", str(per), "--workers", str(per), "--results", results,
+               "--json", summary]
+        if n > 1:
+            cmd = [_bin("torchrun"), "--standalone", "--nproc_per_node", str(n)] + cmd
+        r = run_process(cmd, {k: v for k, v in env.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR")})
+        r.pop("stdout")
+        with open(summary) as f:
+            s = json.load(f)
+        with open(results) as f:
+            preds = [json.loads(line).get("pred") for line in f if '"type":"image"' in line]
+        t = s["throughput"]
+        r.update(processes=n, threads_per_process=per, images_per_s=n_images / r["wall_s"],
+                 loop_images_per_s=t["images_per_s"], loop_s=t["run_s"], runners=s["runners"], predictions=preds)
+        runs[n] = r
+    same = runs[1].pop("predictions") == runs[2].pop("predictions")
+    return {"arch": arch, "n_images": n_images, "batch_size": batch, "threads": threads,
+            "runs": {str(k): v for k, v in runs.items()}, "same_predictions": same,
+            "whole_command_ratio": runs[2]["images_per_s"] / runs[1]["images_per_s"],
+            "loop_ratio": runs[2]["loop_images_per_s"] / runs[1]["loop_images_per_s"]}
+
+
 def bench_layer_diff(ckpt: str, work: str, env: Dict[str, str], threads: int, repeats: int, batch: int,
                      say) -> dict:
     say(f"layer diff GENet_large batch {batch}: two plain forward passes")
@@ -518,6 +557,18 @@ def render(result: dict, console) -> None:
                       f"{ok(d['targets']['fast_vs_bound'])}); fast/eager loop {d['fast_vs_eager']:.2f}x (target >= "
                       f"{TARGETS['eval_fast_vs_eager']:g}x: {ok(d['targets']['fast_vs_eager'])}); whole processes "
                       f"{d['whole_process_fast_vs_eager']:.2f}x")
+    if "distributed" in result:
+        d = result["distributed"]
+        t = Table(title=f"7. Evaluation as a torchrun job, GENet_{d['arch']}, {d['n_images']} photos, batch "
+                        f"{d['batch_size']}, {d['threads']} threads in all (images/s)")
+        for c in ("processes", "threads each", "whole command", "loop", "wall s"):
+            t.add_column(c, justify="right")
+        for k, r in d["runs"].items():
+            t.add_row(k, str(r["threads_per_process"]), f"{r['images_per_s']:.2f}", f"{r['loop_images_per_s']:.2f}",
+                      f"{r['wall_s']:.1f}")
+        console.print(t)
+        console.print(f"2 processes / 1: whole command {d['whole_command_ratio']:.2f}x, loop {d['loop_ratio']:.2f}x; "
+                      f"the same predictions: {'yes' if d['same_predictions'] else '[bold red]NO[/]'}")
     if "train" in result:
         d = result["train"]
         console.print(_process_table(
@@ -541,7 +592,8 @@ def main(argv=None) -> int:
                    help="fewer repeats (3 processes, 5 timed iterations), GENet_large conversion only, "
                         "latency at batch 8 only, one layer-diff run; stated in the output")
     p.add_argument("--threads", type=int, help="threads for both frameworks in every process (default: all cores)")
-    p.add_argument("--skip", action="append", choices=["conversion", "layer-diff", "eval", "latency", "pipeline", "train"],
+    p.add_argument("--skip", action="append",
+                   choices=["conversion", "layer-diff", "eval", "latency", "pipeline", "train", "distributed"],
                    default=[], help="leave a section out (repeatable)")
     args = p.parse_args(argv)
 
@@ -568,7 +620,7 @@ def main(argv=None) -> int:
               "targets": TARGETS, "environment": environment("cpu")}
     env = child_env(threads)
     with tempfile.TemporaryDirectory(prefix="genet_bench_") as work:
-        from converters.files.io import write_torch
+        from converters.files.torch_format import write_torch
 
         archs = ("large",) if args.quick else ARCHS
         ckpts = {}
@@ -584,6 +636,8 @@ def main(argv=None) -> int:
             result["layer_diff_not_measured"] = "skipped with --skip layer-diff"
         if "eval" not in args.skip:
             result["eval"] = bench_eval("large", work, env, threads, 64 if args.quick else 512, 8, say)
+        if "distributed" not in args.skip:
+            result["distributed"] = bench_distributed("large", work, env, threads, 32 if args.quick else 128, 8, say)
         if "train" not in args.skip:
             result["train"] = bench_train(ckpts["small"], work, env, threads, 1 if args.quick else repeats, 8, 3, say)
     if "latency" not in args.skip:
@@ -604,7 +658,7 @@ def main(argv=None) -> int:
     result["seconds"] = time.perf_counter() - start
     render(result, console)
     if args.json:
-        from converters.files.io import write_text_atomic
+        from converters.files.atomic import write_text_atomic
 
         write_text_atomic(args.json, json.dumps(result, indent=2))
         console.print(f"wrote {args.json}")

@@ -40,6 +40,10 @@ def add_arguments(p):
                    help="fast (default): Paddle evaluated on its inference predictor, checked at start-up; eager")
     p.add_argument("--skip-bad", action="store_true", help="skip undecodable images (listed in the certificate)")
     p.add_argument("--resume", action="store_true", help="continue interrupted evaluations from their results files")
+    p.add_argument("--eval-results", metavar="PATH",
+                   help="certify this finished float32 evaluation instead of running it: a run of both frameworks "
+                        "of these weights and list, or `genet-parity merge TORCH PADDLE --results PATH` of a "
+                        "torch-only and a Paddle-only run made in two environments")
     p.add_argument("--torch-top1-tolerance", type=float, default=t.torch_top1_points, metavar="POINTS",
                    help=f"|torch top-1 - published| allowed (default {t.torch_top1_points})")
     p.add_argument("--paddle-top1-tolerance", type=float, default=t.paddle_top1_points, metavar="POINTS",
@@ -53,6 +57,9 @@ def add_arguments(p):
     p.add_argument("--bench-iters", type=int, help="timed latency iterations (default: the benchmark's, 100)")
     p.add_argument("--bench-batch-size", type=int, help="latency batch (default: 64 on a GPU, 1 on a CPU)")
     p.add_argument("--threads", type=int, help="threads for both frameworks (default: all cores)")
+    from parity.commands.eval_cmd import add_job_arguments
+
+    add_job_arguments(p)
 
 
 def make_demo_data(folder: str):
@@ -91,7 +98,8 @@ def bench_options(args, demo=False) -> dict:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def build_options(args):
+def build_options(args, job=None):
+    """job: the launched job this process is a rank of (None: a plain process)."""
     from genet_arch import canonical_arch
 
     from parity.certificate.certify import CertifyOptions, Thresholds
@@ -102,22 +110,30 @@ def build_options(args):
                             args.pdparams_atol)
     workers = default_threads() if args.workers is None else args.workers
     if args.demo:
-        if args.weights or args.data or args.list or args.pdparams or args.weights_key:
+        if args.weights or args.data or args.list or args.pdparams or args.weights_key or args.eval_results:
             raise DataError(None, "--demo uses built-in weights and data; drop --weights/--weights-key/--pdparams/"
-                                  "--data/--list")
-        from converters.files.io import write_torch
+                                  "--data/--list/--eval-results")
+        from converters.files.torch_format import write_torch
 
         from parity.core.seeded import seeded_state
 
         arch = canonical_arch(args.arch or "small")
         prefix = args.out or f"genet_demo_certificate_{arch}"
-        folder = f"{prefix}_data"
+        # Each rank of a job writes its own copy of the demo data: no two processes write one file.
+        folder = f"{prefix}_data" + (f"_rank{job.rank}" if job is not None and job.rank else "")
         data, list_file = make_demo_data(folder)
         if not args.resume:  # a demo is rebuilt from scratch each time; its old per-image results go
+            from parity.accuracy.distributed import part_path
+
             for precision in ("float32", "float16"):
                 stale = f"{prefix}.eval_{precision}.jsonl"
-                if os.path.exists(stale):
-                    os.remove(stale)
+                # the one results file is rank 0's; a partial file its rank's
+                mine = [] if job is not None and job.rank else [stale]
+                if job is not None:
+                    mine.append(part_path(stale, job.rank, job.world))
+                for path in mine:
+                    if os.path.exists(path):
+                        os.remove(path)
         weights = os.path.join(folder, f"GENet_{arch}_seeded.pth")
         write_torch(seeded_state(arch), weights)
         return CertifyOptions(arch=arch, weights=weights, data=data, list_file=list_file, out_prefix=prefix,
@@ -136,7 +152,7 @@ def build_options(args):
                           workers=workers, device=args.device, runner=getattr(args, 'runner', 'fast'),
                           skip_bad=args.skip_bad, resume=args.resume,
                           thresholds=thresholds, bench=not args.no_bench, bench_options=bench_options(args),
-                          weights_key=args.weights_key)
+                          weights_key=args.weights_key, eval_results=args.eval_results)
 
 
 def outputs(prefix: str) -> list:
@@ -173,6 +189,17 @@ def exit_code(cert: dict) -> int:
 
 
 def run(args) -> int:
+    from parity.accuracy.distributed import Job, detect, rank_device
+
+    launch = detect()
+    if launch is None:
+        return _run(args)
+    with Job(launch, rank_device(args.device, launch), args.collective_timeout) as job:
+        args.device = rank_device(args.device, launch)
+        return _run(args, job)
+
+
+def _run(args, job=None) -> int:
     from parity.certificate.page import print_certificate, to_html, to_json
     from parity.certificate.certify import certify
     from parity.core.progress import Progress
@@ -180,14 +207,18 @@ def run(args) -> int:
     from parity.core.textout import Out
 
     out = Out()
-    opts = build_options(args)
+    opts = build_options(args, job)
     t = opts.thresholds
+    if job is not None and job.rank:  # rank 0 prints and writes the certificate; this rank evaluates its slice
+        with Progress(f"certify rank {job.rank}/{job.world}") as progress:
+            certify(opts, progress=progress, job=job)
+        return 0
     out.print(f"Thresholds: torch top-1 within {t.torch_top1_points:g} points of the published figure; Paddle "
               f"top-1 within {t.paddle_top1_points:g} points of torch's; top-1 agreement >= "
               f"{t.min_agreement_pct:g}% (float32), each decided on its 95% interval; a given .pdparams within "
               f"{t.pdparams_max_abs:g} of the conversion.")
-    with Progress("certify") as progress:
-        cert = certify(opts, progress=progress)
+    with Progress("certify" if job is None else f"certify rank 0/{job.world}") as progress:
+        cert = certify(opts, progress=progress, job=job)
     json_path, html_path = f"{opts.out_prefix}.json", f"{opts.out_prefix}.html"
     write_atomic(json_path, to_json(cert))
     write_atomic(html_path, to_html(cert))

@@ -48,7 +48,10 @@ def add_arguments(p):
     p.add_argument("--workers", type=int, help="decoding processes (default: number of cores; 0 = in-process)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images of the list")
     p.add_argument("--shard", metavar="K/N", help="evaluate slice K of N (K from 0), or 'auto' under torchrun / "
-                                                  "paddle.distributed.launch; combine with `genet-parity merge`")
+                                                  "paddle.distributed.launch; combine with `genet-parity merge`. "
+                                                  "Without it, under a launcher, the ranks evaluate one job together "
+                                                  "and rank 0 writes the one results file and summary")
+    add_job_arguments(p)
     p.add_argument("--results", metavar="PATH", help="per-image predictions, JSON lines "
                                                      "(default genet_eval_<arch>_<precision>[_shardKofN].jsonl)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its --results file")
@@ -56,6 +59,14 @@ def add_arguments(p):
                    help="skip images that fail to decode, count and list them (default: stop at the first)")
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON")
     p.add_argument("--threads", type=int, help="threads for both frameworks (default: all cores)")
+
+
+def add_job_arguments(p):
+    from parity.accuracy.distributed import DEFAULT_TIMEOUT_S
+
+    p.add_argument("--collective-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help="under torchrun or paddle.distributed.launch: how long a rank may be silent (killed, hung, "
+                        f"unreachable) before the whole job ends with an error (default {DEFAULT_TIMEOUT_S:g})")
 
 
 def load_states(arch, weights=None, seeded=False, pdparams=None, need_torch=True, need_paddle=True,
@@ -172,7 +183,19 @@ def default_results_path(arch, precision, shard):
 
 def run_eval(args, console=None) -> dict:
     """Everything `eval` does, returning the summary. Progress goes to stderr
-    (or to `console.file`)."""
+    (or to `console.file`). Under a launcher (torchrun,
+    paddle.distributed.launch) without --shard, every rank runs this as one
+    job (parity.accuracy.distributed); the summary is rank 0's, None elsewhere."""
+    from parity.accuracy.distributed import Job, detect, rank_device
+
+    launch = detect() if args.shard is None else None
+    if launch is None:
+        return _run_eval(args, console)
+    with Job(launch, rank_device(args.device, launch), args.collective_timeout) as job:
+        return _run_eval(args, console, job)
+
+
+def _run_eval(args, console=None, job=None):
     import time
 
     from parity.accuracy.evaluate import (RunTimes, batch_detail, build_runners, evaluate, logit_check, make_header,
@@ -187,12 +210,17 @@ def run_eval(args, console=None) -> dict:
     launched = launcher_rank() if args.shard and args.shard.strip().lower() == "auto" else None
     if launched and device == "gpu:0" and args.device.strip().lower() in ("gpu", "cuda") and launched[2] is not None:
         device = f"gpu:{launched[2]}"  # each launched process on its own GPU
+    if job is not None:
+        from parity.accuracy.distributed import rank_device
+
+        device = rank_device(args.device, job.launch)
     if args.limit is not None and args.limit < 1:
         from parity.inputs.data import DataError
 
         raise DataError(None, f"--limit {args.limit}: must be >= 1")
     frameworks = ["torch", "paddle"] if args.framework == "both" else [args.framework]
-    progress = Progress("eval", stream=getattr(console, "file", None))
+    name = "eval" if job is None else f"eval rank {job.rank}/{job.world}"
+    progress = Progress(name, stream=getattr(console, "file", None))
     refuse_outputs(args, args.results, None)
     progress.stage("reading the weights")
     # The torch-layout weights are needed even for --framework paddle: the
@@ -224,19 +252,34 @@ def run_eval(args, console=None) -> dict:
     runners = build_runners(arch, frameworks, official, paddle_state, device, args.precision, runner=args.runner,
                             say=progress.note)
     header = make_header(arch, args.precision, device, runners, provenance, dataset, args.limit, shard, len(samples))
+    from parity.core.environment import environment
+
+    # Where this run ran (not part of its identity): a torch-only and a Paddle-only run paired by
+    # `merge` keep both environments.
+    header["environment"] = environment(device, args.precision)
     workers = default_threads() if args.workers is None else args.workers
     for label in header["runners"].values():
         progress.note(label)
-    progress.stage(f"GENet_{arch}, {args.precision}, batches of {args.batch_size}", total=len(samples),
-                   unit="images")
+    share = len(samples) if job is None else len(samples[job.rank::job.world])  # this process's images
+    progress.stage(f"GENet_{arch}, {args.precision}, batches of {args.batch_size}", total=share, unit="images")
     times = RunTimes()
     startup_s = time.perf_counter() - started
+    run = evaluate
+    if job is not None:
+        from functools import partial
+
+        from parity.accuracy.distributed import evaluate_job
+
+        run = partial(evaluate_job, job, say=progress.note)
     with progress:
-        summary = evaluate(runners, dataset, samples, header, results, resume=args.resume, skip_bad=args.skip_bad,
-                           batch_size=args.batch_size, workers=workers,
-                           on_batch=lambda n, counts: progress.update(advance=n, detail=batch_detail(counts, frameworks)),
-                           check=logit_check(arch, official, runners, device, args.precision), times=times)
-    summary["throughput"] = {**times.summary(frameworks), "startup_s": startup_s}
+        summary = run(runners, dataset, samples, header, results, resume=args.resume, skip_bad=args.skip_bad,
+                      batch_size=args.batch_size, workers=workers,
+                      on_batch=lambda n, counts: progress.update(advance=n,
+                                                                 detail=batch_detail(counts, frameworks)),
+                      check=logit_check(arch, official, runners, device, args.precision), times=times)
+    if summary is None:  # a rank other than 0 of a job: rank 0 reports
+        return None
+    summary["throughput"] = {**summary.get("throughput", times.summary(frameworks)), "startup_s": startup_s}
     summary["dataset_note"] = note
     if pdparams_check is not None:
         summary["pdparams_check"] = pdparams_check
@@ -329,7 +372,7 @@ def throughput_line(t: dict) -> str:
 def write_json(path, data):
     """Atomic: a reader never sees half a summary; a failed write (a full
     disk, a read-only folder) leaves nothing and names the file (exit 2)."""
-    from converters.files.io import write_text_atomic
+    from converters.files.atomic import write_text_atomic
 
     write_text_atomic(path, json.dumps(data, indent=2))
 
@@ -338,6 +381,8 @@ def run(args) -> int:
     from parity.core.textout import Out
 
     summary = run_eval(args)
+    if summary is None:  # a rank other than 0 of a launched job: rank 0 prints and writes
+        return 0
     print_summary(Out(), summary)
     if args.json:
         write_json(args.json, summary)

@@ -1,12 +1,20 @@
-"""`genet-parity merge`: shard results files -> the summary of one whole run."""
+"""`genet-parity merge`: shard results files -> the summary of one whole run;
+a torch-only and a Paddle-only run's files -> the summary of a run of both
+(parity.accuracy.pairing)."""
 from __future__ import annotations
 
-HELP = "Combine the results files of `eval --shard K/N` runs into the summary a single run would give."
+HELP = ("Combine the results files of `eval --shard K/N` runs into the summary a single run would give, or pair a "
+        "torch-only and a Paddle-only run of the same images into the summary of a run of both.")
 
 
 def add_arguments(p):
-    p.add_argument("results", nargs="+", metavar="RESULTS", help="the N shards' --results files (JSON lines)")
+    p.add_argument("results", nargs="+", metavar="RESULTS",
+                   help="the N shards' --results files (JSON lines), or a `--framework torch` run's file and a "
+                        "`--framework paddle` run's file")
     p.add_argument("--json", metavar="PATH", help="write the merged summary as JSON")
+    p.add_argument("--results", dest="out_results", metavar="PATH",
+                   help="pairing: also write the paired results file, a run of both frameworks "
+                        "(for `certify --eval-results`)")
 
 
 def merge(paths) -> dict:
@@ -26,6 +34,10 @@ def merge(paths) -> dict:
             raise DataError(p, f"is the same file as {twin}, given twice")
         first_name[key] = p
     loaded = [(p, r.header, r.records) for p in paths for r in [read_results(p)]]
+    from parity.accuracy.pairing import is_pair, pair, paired_summary
+
+    if is_pair([h for _, h, _ in loaded]):
+        return paired_summary(*pair([read_results(p) for p in paths]))
     first_path, first, _ = loaded[0]
     for path, header, _ in loaded[1:]:
         bad = identity_mismatch(first, header)
@@ -73,9 +85,49 @@ def run(args) -> int:
     from parity.commands.eval_cmd import finish, print_summary, write_json
     from parity.core.textout import Out
 
-    refuse_output_is_input([("--json", args.json)], [(f"shard {p}", p) for p in args.results])
+    refuse_output_is_input([("--json", args.json), ("--results", args.out_results)],
+                           [(f"shard {p}", p) for p in args.results])
     summary = merge(args.results)
+    if args.out_results:
+        write_paired(args.results, args.out_results)
     print_summary(Out(), summary)
+    if summary.get("environments"):
+        envs = summary["environments"]
+        out = Out()
+        for fw in ("torch", "paddle"):
+            e = envs.get(fw) or {}
+            out.print(f"{fw} ran in its own environment: torch {e.get('torch', '?')}, paddle {e.get('paddle', '?')}, "
+                      f"python {e.get('python', '?')}, {e.get('device', '?')}"
+                      + (f" ({e['gpu']})" if e.get("gpu") else "") + f" ({summary['paired_from'][fw]})")
+        out.print("Largest logit difference: not measured (each file holds its framework's top-5 classes, "
+                  "not its logits)")
     if args.json:
         write_json(args.json, summary)
     return finish(summary, ", ".join(args.results))
+
+
+def write_paired(paths, out_path):
+    """The paired run of both frameworks as one results file (atomically)."""
+    import os
+
+    from parity.accuracy.pairing import is_pair, pair
+    from parity.accuracy.results import ResultsWriter, read_results
+    from parity.inputs.data import DataError
+
+    loaded = [read_results(p) for p in paths]
+    if not is_pair([r.header for r in loaded]):
+        raise DataError(out_path, "--results writes a paired file: give one torch-only and one Paddle-only run")
+    if os.path.exists(out_path):
+        raise DataError(out_path, "already exists (nothing was overwritten)")
+    header, records, checks = pair(loaded)
+    tmp = f"{out_path}.writing"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    writer = ResultsWriter(tmp, header, resume=False)
+    try:
+        writer.write(checks)
+        writer.write(records)
+    finally:
+        writer.close()
+    os.replace(tmp, out_path)
+

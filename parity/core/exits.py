@@ -7,6 +7,13 @@ import sys
 import traceback
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_JOB_FAILED = 5  # a launched job (torchrun, paddle.distributed.launch) ended because another rank failed or died
+
+
+class JobFailed(Exception):
+    """This rank of a launched job cannot go on: a peer failed, was killed or
+    went silent, or the job's store is gone. Not the user's input, not a bug
+    here: one `Error:` line and EXIT_JOB_FAILED."""
 
 
 def run_guarded(fn, *args) -> int:
@@ -27,6 +34,9 @@ def run_guarded(fn, *args) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return EXIT_OK
+    except JobFailed as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return EXIT_JOB_FAILED
     except VerificationError as e:
         print(f"Verification failed: {e}", file=sys.stderr)
         return EXIT_FAILED

@@ -173,8 +173,8 @@ def print_report(d: dict, out=None, table: bool = True, wide: bool = False) -> N
 # ---------------------------------------------------------------- files
 
 def write_atomic(path: str, text: str) -> None:
-    """A failure never leaves a half-written report (converters.files.io.AtomicFile)."""
-    from converters.files.io import write_text_atomic
+    """A failure never leaves a half-written report (converters.files.atomic.AtomicFile)."""
+    from converters.files.atomic import write_text_atomic
 
     write_text_atomic(path, text)
 
