@@ -324,8 +324,10 @@ def _fast_paths(header: dict, checks: Sequence[dict]) -> dict:
     out = dict(header.get("fast_paths") or {})
     for c in checks:
         for fw, f in (c.get("fast_paths") or {}).items():
-            if f and f.get("status") == FAST_FAILED and (out.get(fw) or {}).get("status") != FAST_FAILED:
-                out[fw] = dict(f, shard=c["shard"]) if c.get("shard") else f
+            failed = bool(f) and f.get("status") == FAST_FAILED
+            if fw not in out or (failed and (out.get(fw) or {}).get("status") != FAST_FAILED):
+                # a framework run apart (a paired file) has its fast path only in its own records
+                out[fw] = dict(f, shard=c["shard"]) if failed and c.get("shard") else f
     return out
 
 
