@@ -74,6 +74,7 @@ def _fmt_bytes(n) -> str:
 
 def summary_rows(result):
     """(label, plain text) rows of the summary; verdicts carry a style."""
+    from converters.conversion.verify import READ_BACK
     from parity.core.tolerances import FACTOR, FLOOR_ULPS
 
     s, v = result["summary"], result["verification"]
@@ -98,6 +99,10 @@ def summary_rows(result):
                  + ", ".join(f"{k} {x:.2f} s" for k, x in result["timings"].items()) + ")"))
     if v is None:
         rows.append(("verification", ("skipped (--no-verify)", "yellow")))
+    elif v.get("method") == READ_BACK:  # one framework and layout: no model comparison to report
+        rows.append(("verification", ("read back bit-identical (no model comparison: the destination model is "
+                                      "the source model)", "green")))
+        rows.append(("proven", v["proven"]))
     else:
         rows.append(("verification", ("PASS" if v["passed"] else "FAIL", "green" if v["passed"] else "bold red")))
         rows.append(("compared", f"{v['source_model']} vs {v['destination_model']}, {v['input']}"))

@@ -39,7 +39,17 @@ OPTIONS = {o.dest: o for o in (
     Option("--imagenet-list", "GENET_IMAGENET_LIST", "FILE",
            "'<relative image path> <label>' per line (the Paddle reproduction's val_list.txt)"),
     Option("--imagenet-limit", "GENET_IMAGENET_LIMIT", "N", "use only the first N images"),
+    Option("--genet-inconclusive", "GENET_INCONCLUSIVE", "report|fail",
+           "an accuracy check the sample is too small to decide: 'report' (default) shows it as its own outcome, "
+           "INCONCLUSIVE, in the summary line; 'fail' makes it a failure"),
 )}
+INCONCLUSIVE_MODES = ("report", "fail")
+
+
+class Inconclusive(Exception):
+    """An accuracy check whose confidence interval straddles its threshold:
+    the sample cannot decide it. Never a pass, never a silent skip: reported
+    as INCONCLUSIVE (its own outcome) or, with --genet-inconclusive fail, as a failure."""
 
 
 def pytest_addoption(parser):
@@ -76,6 +86,39 @@ def _path(config, name):
     if value is not None and not os.path.exists(value):
         raise pytest.UsageError(f"{OPTIONS[name].flag} {value}: no such file or directory")
     return value
+
+
+def inconclusive_mode(config) -> str:
+    value = (option_value(config, "genet_inconclusive") or "report").strip().lower()
+    if value not in INCONCLUSIVE_MODES:
+        raise pytest.UsageError(f"--genet-inconclusive {value}: expected one of {', '.join(INCONCLUSIVE_MODES)}")
+    return value
+
+
+def pytest_configure(config):
+    inconclusive_mode(config)  # a wrong value is a usage error before any test runs
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """An Inconclusive check: with 'fail' the failure it already is (its
+    message says INCONCLUSIVE); with 'report' an outcome of its own, as pytest
+    reports an xfail: not passed, not failed, and shown under its own name."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is None or not call.excinfo.errisinstance(Inconclusive):
+        return
+    if inconclusive_mode(item.config) == "report":
+        reason = str(call.excinfo.value)
+        report.outcome = "skipped"  # neither passed nor failed; pytest_report_teststatus names it
+        report.longrepr = (str(item.path), (item.location[1] or 0) + 1, f"INCONCLUSIVE: {reason}")
+        report.genet_inconclusive = reason
+
+
+def pytest_report_teststatus(report, config):
+    if getattr(report, "genet_inconclusive", None) is not None:
+        return "inconclusive", "I", ("INCONCLUSIVE", {"yellow": True})
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -157,8 +200,16 @@ def _skip_reason(report) -> str:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """At the end of every run, each skipped check of this suite with its
-    reason, which names the option that enables it (no -rs needed)."""
+    """At the end of every run, each INCONCLUSIVE check with the sample that
+    would decide it, and each skipped check of this suite with its reason,
+    which names the option that enables it (no -rs needed)."""
+    undecided = terminalreporter.stats.get("inconclusive", [])
+    if undecided:
+        terminalreporter.section(f"genet-parity: {len(undecided)} check(s) INCONCLUSIVE: the sample is too small "
+                                 "to decide them (neither passed nor failed)", sep="-", yellow=True)
+        for report in undecided:
+            terminalreporter.write_line(f"INCONCLUSIVE {report.nodeid}: {report.genet_inconclusive}")
+        terminalreporter.write_line("(--genet-inconclusive fail, or GENET_INCONCLUSIVE=fail, makes each a failure)")
     skipped = []
     for report in terminalreporter.stats.get("skipped", []):
         path = os.path.abspath(os.path.join(str(config.rootpath), report.nodeid.split("::")[0]))

@@ -14,10 +14,11 @@ from parity.commands import certify_cmd
 from parity.certificate.page import to_html, to_json
 from parity.certificate.certify import (FAIL, INCONCLUSIVE, INFO, NOT_APPLICABLE, NOT_RUN, PASS, SKIPPED, STATUSES,
                                         CertificateCheck, CertifyOptions, Thresholds, certify, evaluation_checks,
-                                        verdict)
+                                        fast_path_row, logit_check_row, verdict)
 
-EXPECTED_DEMO_CHECKS = {"conversion", "layer_diff", "logits_float32", "torch_top1_vs_published_float32",
-                        "paddle_top1_vs_torch_float32", "agreement_float32", "evaluation_float16", "latency"}
+EXPECTED_DEMO_CHECKS = {"conversion", "layer_diff", "fast_paths_float32", "logits_float32",
+                        "torch_top1_vs_published_float32", "paddle_top1_vs_torch_float32", "agreement_float32",
+                        "evaluation_float16", "latency"}
 
 
 def parse(argv):
@@ -40,6 +41,8 @@ def test_demo_certificate_has_every_check_with_threshold_and_value(demo):
         assert c["threshold"] and c["measured"]
     assert checks["conversion"]["status"] == PASS and checks["layer_diff"]["status"] == PASS
     assert checks["logits_float32"]["status"] == PASS and "margin" in checks["logits_float32"]["measured"]
+    assert checks["fast_paths_float32"]["status"] == PASS
+    assert checks["fast_paths_float32"]["measured"].count("passed its check (margin") == 2
     # 4 images cannot decide a 0.05-point difference or 99.9% agreement, whatever they show
     for key in ("agreement_float32", "paddle_top1_vs_torch_float32"):
         assert checks[key]["status"] == INCONCLUSIVE, checks[key]
@@ -197,3 +200,52 @@ def test_verdict():
     assert verdict([c(PASS), c(INCONCLUSIVE)], demo=False) == INCONCLUSIVE
     assert verdict([c(INCONCLUSIVE), c(NOT_RUN)], demo=False) == "INCOMPLETE"  # missing work outranks
     assert verdict([c(INCONCLUSIVE), c(FAIL)], demo=True) == "DEMO (FAIL; not a reproduction certificate)"
+
+
+def _fast(status, margin=None, reason=""):
+    return {"status": status, "path": "the predictor", "reason": reason, "margin": margin}
+
+
+def test_a_fast_path_that_failed_its_check_is_a_failed_row_with_its_margin():
+    failed = {"fast_paths": {"torch": _fast("passed its check", 0.05),
+                             "paddle": _fast("failed its check", 312.0, "paddle predictor: start-up check failed")}}
+    row = fast_path_row(failed, "float32")
+    assert row.status == FAIL and row.id == "fast_paths_float32"
+    assert "paddle the predictor: failed its check (margin 312)" in row.measured
+    assert row.reason == "paddle: paddle predictor: start-up check failed"
+    assert verdict([row], demo=False) == FAIL
+    unavailable = {"fast_paths": {"torch": _fast("passed its check", 0.05),
+                                  "paddle": _fast("unavailable", reason="no oneDNN")}}
+    row = fast_path_row(unavailable, "float32")
+    assert row.status == INFO and "unavailable: no oneDNN" in row.measured
+    assert fast_path_row({"fast_paths": {"torch": _fast("not tried", reason="--runner eager")}}, "float32").status == INFO
+
+
+def test_the_logit_row_reports_the_reference_without_a_verdict():
+    from parity.core.tolerances import reference_row
+
+    truth = np.array([[1.0, -2.0]])
+    ref = reference_row("logits", truth + 1e-6, truth, "float32", "torch eager")
+    check = {"n_images": 1, "judgements": {"torch": ref}, "pass": None}
+    row = logit_check_row({"logit_checks": [check], "logit_checks_pass": None}, "float32")
+    assert row.status == INFO and "torch reference (its own error 1e-06, not judged)" in row.measured
+    assert "PASS" not in row.measured and "margin" not in row.measured
+
+
+def test_certify_measures_tensor_differences_with_the_shared_helper(monkeypatch):
+    """The .pdparams check's max |tensor diff| is the rule's one max-abs helper:
+    a planted difference is measured exactly, a NaN is infinitely different."""
+    from parity.certificate.certify import tensor_difference
+    from parity.core import tolerances
+
+    ours = {"a.weight": np.zeros((3, 4), np.float32), "b.bias": np.ones(5, np.float32),
+            "c.num_batches_tracked": np.array(3, np.int64)}
+    given = {k: v.copy() for k, v in ours.items()}
+    given["b.bias"][2] += np.float32(2.0 ** -10)
+    given["c.num_batches_tracked"] = np.array(4, np.int64)  # not a float tensor: not compared
+    calls = []
+    real = tolerances.max_abs_error
+    monkeypatch.setattr(tolerances, "max_abs_error", lambda a, b: calls.append(1) or real(a, b))
+    assert tensor_difference(given, ours) == (2.0 ** -10, "b.bias") and len(calls) == 2
+    given["a.weight"][0, 0] = np.nan
+    assert tensor_difference(given, ours) == (float("inf"), "a.weight")

@@ -12,7 +12,9 @@ import safetensors.numpy
 import torch
 
 import torch_ref
+from converters.cli import summary_rows
 from converters.conversion.convert import convert
+from converters.conversion.verify import READ_BACK, same_model, summary_of
 from parity.core.seeded import seeded_state
 
 from .conftest import ARCHS, assert_matches_official, reference, spec_name, spec_rows
@@ -122,11 +124,11 @@ SOURCES = {  # name: (layout, format)
     "paddle_fused.pdparams": ("paddle_fused", "pdparams"),
 }
 # (source, destination file, options, destination layout): one per pair of
-# models the verification compares (torch/Paddle, unfused/fused).
+# models the verification compares (torch/Paddle, unfused/fused). Conversions
+# within one model (official <-> timm) compare no models: SAME_MODEL below.
 DIRECTIONS = [
     ("official.pth", "out.pdparams", {}, "paddle"),
     ("paddle.pdparams", "out.pth", {}, "official"),
-    ("official.pth", "out.safetensors", {"dst_layout": "timm"}, "timm"),
     ("official.pth", "out.pdparams", {"fuse_bn": True}, "paddle_fused"),
     ("timm.safetensors", "out.pth", {"fuse_bn": True}, "fused"),
     ("paddle_fused.pdparams", "out.pth", {}, "fused"),
@@ -162,6 +164,52 @@ def test_verified_conversion_small(tmp_path, src, dst, options, dst_layout):
     assert v["top1_agreement"] == 1.0
     assert_holds(str(tmp_path / dst), "small", dst_layout, ordered=not dst.endswith(".safetensors"),
                  fused=dst_layout in ("fused", "paddle_fused") and layout not in ("fused", "paddle_fused"))
+
+
+# Conversions whose destination model is the source model (one framework, one layout, the same tensors).
+SAME_MODEL = [
+    ("official.pth", "out.safetensors", {"dst_layout": "timm"}, "timm", "torch GENet_small (official)"),
+    ("timm.pth", "out.pth", {}, "official", "torch GENet_small (official)"),
+    ("timm.safetensors", "out.pth", {"dst_layout": "timm"}, "timm", "torch GENet_small (official)"),
+    ("paddle.pdparams", "out.pdparams", {}, "paddle", "paddle GENet_small (paddle)"),
+    ("fused.pth", "out.safetensors", {}, "fused", "torch GENet_small (fused)"),
+]
+
+
+@pytest.mark.parametrize("src,dst,options,dst_layout,model", SAME_MODEL,
+                         ids=[_direction_id(s, d, o) for s, d, o, _, _ in SAME_MODEL])
+def test_same_model_conversion_says_read_back_not_compared(tmp_path, src, dst, options, dst_layout, model):
+    """A model compared with itself cannot fail: such a conversion reports
+    what it proved (bit-identical tensors), never a model comparison."""
+    layout, fmt = SOURCES[src]
+    out = str(tmp_path / dst)
+    result = convert(write_source(tmp_path, "small", layout, fmt), out, **options)
+    v = result.verification
+    assert (result.status, result.dst_layout) == ("ok", dst_layout)
+    assert v["method"] == READ_BACK and v["passed"] is True
+    assert v["judgements"] == [] and v["compared"] == [] and v["margin"] is None and v["top1_agreement"] is None
+    assert v["source_model"] == v["destination_model"] == model
+    assert v["proven"].startswith(f"read back bit-identical ({v['tensors_read_back']} tensors)")
+    assert "no model comparison" in v["proven"] and "layout specs" in v["proven"]
+    assert summary_of(v) == v["proven"]
+    with open(out + ".json") as f:  # the provenance record says the same
+        assert json.load(f)["verification"]["method"] == READ_BACK
+    rows = dict((label, value[0] if isinstance(value, tuple) else value) for label, value in summary_rows(
+        result.to_dict()))
+    assert rows["verification"].startswith("read back bit-identical") and "PASS" not in rows["verification"]
+    assert "judged" not in rows and rows["proven"] == v["proven"]
+    assert_holds(out, "small", dst_layout, ordered=not dst.endswith(".safetensors"))
+
+
+def test_same_layout_with_other_tensors_is_compared():
+    """The shortcut needs the same bits: one changed value makes the models two."""
+    state = seeded_state("small")
+    other = dict(state)
+    k = next(k for k in state if k.endswith("running_var"))
+    other[k] = state[k].copy()
+    other[k][0] *= np.float32(1.01)
+    assert same_model(state, dict(state)) and not same_model(state, other)
+    assert not same_model(state, {k: v for k, v in state.items() if k != "fc_linear.bias"})
 
 
 def test_every_layout_and_direction_small(tmp_path):

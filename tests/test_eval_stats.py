@@ -24,9 +24,34 @@ def test_mcnemar_exact_for_imagenet_sized_counts():
     # 2 * 2^-1000: tiny but exact, where summing float binomial terms would lose it
     assert mcnemar_exact_p(0, 1000) == 2.0 ** -999
     assert mcnemar_exact_p(2000, 2000) == 1.0
-    scipy_stats = pytest.importorskip("scipy.stats")  # scikit-image (test extra) brings SciPy
+    from scipy import stats as scipy_stats  # the test extra names SciPy
+
     for b, c in [(40, 80), (123, 150), (7, 30)]:
         assert mcnemar_exact_p(b, c) == pytest.approx(scipy_stats.binomtest(b, b + c, 0.5).pvalue, rel=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 50, 999, 5_000, 10_000, 50_000])
+def test_mcnemar_equals_scipy_at_every_size(n):
+    """Against SciPy's exact binomial test, across the split: balanced, a few
+    points apart, far apart, all on one side."""
+    from scipy import stats as scipy_stats
+
+    for k in sorted({0, 1, n // 10, n // 2 - 3 * int(n ** 0.5) // 2, n // 2 - int(n ** 0.5) // 4, n // 2} - {-1}):
+        if not 0 <= k <= n:
+            continue
+        want = scipy_stats.binomtest(k, n, 0.5).pvalue
+        got = mcnemar_exact_p(k, n - k)
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-300), (k, n)
+        assert mcnemar_exact_p(n - k, k) == got
+
+
+def test_mcnemar_is_fast_at_50000_discordant_pairs():
+    import time
+
+    for b in (25_000, 24_800, 20_000, 0):  # the slowest case is the balanced one: the most terms count
+        start = time.perf_counter()
+        mcnemar_exact_p(b, 50_000 - b)
+        assert time.perf_counter() - start < 0.1, b
 
 
 def test_ci_hand_values():

@@ -399,7 +399,8 @@ def test_chunked_statistics_equal_the_float64_ones(kind, n):
 
 
 def test_chunked_statistics_never_read_nan_or_inf_as_agreement():
-    from parity.layers.diff import _compare32, _f64_errors
+    from parity.core.tolerances import max_abs, max_abs_error
+    from parity.layers.diff import _compare32
 
     e = np.ones(600_000, np.float32)
     for bad in (np.nan, np.inf):
@@ -407,25 +408,81 @@ def test_chunked_statistics_never_read_nan_or_inf_as_agreement():
         a[500_000] = bad
         d = _compare32("x", a, e, atol=1e-3, rtol=0.0)
         assert d.max_abs == np.inf and d.n_outside >= 1
-        scale, (err,) = _f64_errors(e.astype(np.float64), [a])
-        assert scale == 1.0 and err == np.inf
+        assert max_abs(e.astype(np.float64)) == 1.0 and max_abs_error(a, e.astype(np.float64)) == np.inf
     r = e.astype(np.float64)
     r[3] = np.nan
-    scale, (err,) = _f64_errors(r, [e])
-    assert np.isnan(scale) and err == np.inf
+    assert max_abs(r) == np.inf and max_abs_error(e, r) == np.inf
 
 
 def test_float64_errors_are_float64_exact():
     """max |x - f64| must resolve errors far below float32's resolution of
     the values (torch's rounding noise is that small), as numpy in float64 does."""
-    from parity.layers.diff import _f64_errors
+    from parity.core.tolerances import max_abs, max_abs_error
 
     rng = np.random.default_rng(3)
     r = rng.standard_normal(700_001) * 10
     x = r.astype(np.float32)
-    scale, (err,) = _f64_errors(r, [x])
-    assert scale == np.max(np.abs(r))
+    assert max_abs(r) == np.max(np.abs(r))
+    err = max_abs_error(x, r)
     assert err == np.max(np.abs(x.astype(np.float64) - r)) and 0 < err < 4e-6  # half a float32 ulp of ~50
+
+
+def _planted(factor_of_bound: float, n: int = 1000):
+    """float64 truth r, torch t with a known error, Paddle p whose error is
+    `factor_of_bound` times the rule's bound, all hand-made."""
+    from parity.core.tolerances import EPS, FACTOR, FLOOR_ULPS
+
+    rng = np.random.default_rng(7)
+    r = rng.uniform(-2.0, 2.0, n)
+    r[0] = 4.0  # the scale, exactly
+    t_err = 2.0 ** -20
+    bound = FACTOR * t_err + FLOOR_ULPS * EPS["float32"] * 4.0  # the rule, written out by hand
+    t, p = r.copy(), r.copy()
+    t[5] += t_err
+    p[9] += factor_of_bound * bound
+    return r, t, p, bound
+
+
+@pytest.mark.parametrize("factor", [0.999, 1.001])
+def test_layer_diff_judges_by_the_shared_rule(factor, monkeypatch):
+    """A planted Paddle error just below / just above the rule's bound passes /
+    fails the layer diff's check, which gets its verdict from the one rule
+    (tolerances.decide) and its numbers from the one max-abs helper."""
+    from parity.core import tolerances
+    from parity.layers.diff import _check
+
+    r, t, p, bound = _planted(factor)
+    calls = []
+    real = tolerances.decide
+    monkeypatch.setattr(tolerances, "decide", lambda *a, **k: calls.append(a) or real(*a, **k))
+    c = _check("x", p, t, None, r, "float32", None, None, count_outside=True)
+    assert calls == [(c.paddle_error, c.torch_error, 4.0, "float32")]
+    assert c.torch_error == 2.0 ** -20 and c.paddle_error == pytest.approx(factor * bound, rel=1e-12)
+    assert c.tolerance == pytest.approx(bound, rel=1e-15) and c.passed is (factor < 1)
+
+
+def test_frac_outside_uses_the_bound_for_what_it_measures():
+    """frac_outside counts |paddle - torch| beyond the rule's bound for that
+    difference (bound + torch's own error), not the bound for |paddle - f64|."""
+    from parity.core.tolerances import difference_bound
+    from parity.layers.diff import _check
+
+    r, t, _, bound = _planted(1.0)
+    r32 = r.astype(np.float32).astype(np.float64)  # float32-exact values: |paddle - torch| known exactly
+    t = r32.copy()
+    t[5] += 2.0 ** -20
+    t_err = 2.0 ** -20
+    between = r32.copy()
+    between[9] += bound + t_err / 2  # above the f64 bound, within the difference bound: not counted
+    c = _check("x", between.astype(np.float32), t.astype(np.float32), None, r32, "float32", None, None,
+               count_outside=True)
+    assert c.tolerance < c.diff.max_abs <= difference_bound(c.torch_error, 4.0)
+    assert c.diff.n_outside == 0 and c.diff.frac_outside == 0.0
+    outside = r32.copy()
+    outside[9] += 2 * (bound + t_err)
+    c = _check("x", outside.astype(np.float32), t.astype(np.float32), None, r32, "float32", None, None,
+               count_outside=True)
+    assert c.diff.n_outside == 1 and c.diff.frac_outside == pytest.approx(1 / r.size)
 
 
 def test_float64_dense_conv_per_image_equals_torch_kernel():

@@ -20,6 +20,13 @@ gets a bar as wide as torch's own error, while a real fault lands far above
 it at the block it sits in (docs/convert.md lists the margins). Top-1
 agreement, relative L2 and cosine of destination vs source logits are
 reported, not judged.
+
+A conversion within one framework and layout (official <-> timm, a timm file
+to an official `.pth`, `.pdparams` to `.pdparams`) hands the destination model
+the very tensors the source model holds, bit for bit: running both would
+compare a model with itself, a check that cannot fail. There the tensors fed
+to both models are compared bit for bit instead, and the result says so
+(`method` READ_BACK, `proven`): no model comparison is reported.
 """
 from __future__ import annotations
 
@@ -37,20 +44,24 @@ from converters.files.load import TORCH_STORAGE, LoadedWeights, expected, to_lay
 from converters.table.head import state_classes
 
 
+MODELS_COMPARED = "models compared"  # both models run and judged against float64
+READ_BACK = "read back only"  # one framework and layout, bit-identical tensors: nothing to compare
+
+
 @dataclass
 class Verification:
     passed: bool
     reference: str  # the truth the models are judged against
     rule: str
-    error: float  # max abs error vs float64 at the worst judgement (largest margin)
-    bound: float  # its bound
-    margin: float  # its error / bound (<= 1 passes)
+    error: Optional[float]  # max abs error vs float64 at the worst judgement (largest margin); None: READ_BACK
+    bound: Optional[float]  # its bound
+    margin: Optional[float]  # its error / bound (<= 1 passes)
     judgements: List[dict]  # one parity.core.tolerances.Judgement per judged model and checkpoint
-    max_abs_diff: float  # destination vs source logits (reported)
-    ref_max_abs: float  # max |source logit|
-    rel_l2: float
-    cosine: float
-    top1_agreement: float
+    max_abs_diff: Optional[float]  # destination vs source logits (reported)
+    ref_max_abs: Optional[float]  # max |source logit|
+    rel_l2: Optional[float]
+    cosine: Optional[float]
+    top1_agreement: Optional[float]
     source_model: str
     destination_model: str
     input: str
@@ -60,6 +71,8 @@ class Verification:
     timings: dict = field(default_factory=dict)  # seconds per step
     nonfinite: Optional[str] = None  # which model and layer first produced NaN/Inf, if any did
     first_divergent: Optional[str] = None  # the first checkpoint out of the rule, in forward order
+    method: str = MODELS_COMPARED  # or READ_BACK: what was checked
+    proven: str = ""  # READ_BACK: what the bit-for-bit comparison proves
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +80,10 @@ class Verification:
 
 def summary_of(v: Mapping) -> str:
     """One line of a verification dict: its worst judgement, the first
-    checkpoint out of the rule, or the non-finite layer."""
+    checkpoint out of the rule, or the non-finite layer (or, where no model
+    was compared, what was proven)."""
+    if v.get("method") == READ_BACK:
+        return v["proven"]
     if v.get("nonfinite"):
         return f"non-finite logits: {v['nonfinite']}"
     worst = max(v["judgements"], key=lambda j: j["margin"])
@@ -283,6 +299,31 @@ def check_read_back(written: Mapping[str, np.ndarray], read: LoadedWeights, bf16
     return len(written)
 
 
+def same_model(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
+    """Whether two state dicts of one model layout load into identical models:
+    the same keys and, as the model holds them (float32), the same bits."""
+    if set(a) != set(b):  # the model loads by name: order does not matter
+        return False
+    for k, v in a.items():
+        x, y = _float32(np.asarray(v)), _float32(np.asarray(b[k]))
+        if x.shape != y.shape or x.dtype != y.dtype or x.tobytes() != y.tobytes():
+            return False
+    return True
+
+
+def _read_back_only(source: LoadedWeights, layout: str, n: int, seconds: float, timings: dict) -> Verification:
+    label = f"{framework_of(layout)} GENet_{source.arch} ({layout})"
+    proven = (f"read back bit-identical ({n} tensors); the destination model is the source model ({label}: same "
+              f"framework and layout, the same tensors bit for bit), so no model comparison was run (it would "
+              f"compare the model with itself); names proven by the layout specs the mapping table is checked "
+              f"against")
+    return Verification(passed=True, reference="none: no model was run", rule="read back bit for bit",
+                        error=None, bound=None, margin=None, judgements=[], max_abs_diff=None, ref_max_abs=None,
+                        rel_l2=None, cosine=None, top1_agreement=None, source_model=label, destination_model=label,
+                        input="none", compared=[], tensors_read_back=n, seconds=seconds, timings=timings,
+                        method=READ_BACK, proven=proven)
+
+
 def verify(source: LoadedWeights, written: Mapping[str, np.ndarray], read_back: LoadedWeights,
            bf16_keys=frozenset(), batch: int = 1) -> Verification:
     """Judge the source and destination models (tensors read back from the
@@ -301,6 +342,12 @@ def verify(source: LoadedWeights, written: Mapping[str, np.ndarray], read_back: 
     src_layout, dst_layout = _model_layout(source.layout), _model_layout(read_back.layout)
     # The truth: float64 with the source's own weights, in torch storage of the same folding.
     truth_layout = "fused" if source.fused else "official"
+    if src_layout == dst_layout:
+        t = time.perf_counter()
+        same = same_model(to_layout(source, src_layout), to_layout(read_back, dst_layout))
+        timings["compare_models_tensors"] = time.perf_counter() - t
+        if same:
+            return _read_back_only(source, dst_layout, n, time.perf_counter() - start, timings)
     truth_tensors = to_layout(source, truth_layout)
     x = seeded_input(arch, batch)
 

@@ -10,7 +10,7 @@ exactly a single run's summary.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -64,6 +64,8 @@ class TorchRunner:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.model = self.model.to(memory_format=self.memory_format)
+        # Contiguous eager torch at this precision is the start-up checks' bar itself.
+        self.is_reference = not channels_last
         mode = "eager channels-last" if channels_last else "eager"
         self.label = f"torch {torch.__version__} {mode}, {precision}, {device.split(':')[0]}"
 
@@ -188,28 +190,58 @@ def _checked(runner):
     return runner
 
 
+# What became of a framework's fast path (each runner's `fast_path["status"]`).
+# FAST_FAILED is a finding (the fast path computes wrong logits): eval exits 1
+# and the certificate fails; FAST_UNAVAILABLE only means it could not run here.
+FAST_PASSED, FAST_FAILED, FAST_UNAVAILABLE, FAST_NOT_TRIED = (
+    "passed its check", "failed its check", "unavailable", "not tried")
+
+
 def _fast_or_eager(fw, what, build_fast, build_eager, unavailable, runner, say):
     """The fast runner when it builds and passes its start-up check, else the
     eager one, with a WARNING line saying why (`unavailable`: the reason the
-    fast path cannot run here at all, asked before building anything)."""
+    fast path cannot run here at all, asked before building anything). The
+    runner returned carries `fast_path`: the status, the path, why, and the
+    start-up check's judgement (with its margin) where one was made."""
     if runner == "eager":
-        return build_eager()
-    why = unavailable
+        eager = build_eager()
+        eager.fast_path = {"status": FAST_NOT_TRIED, "path": what, "reason": "--runner eager"}
+        return eager
+    why, judgement, status = unavailable, None, FAST_UNAVAILABLE
     if why is None:
         from converters.table.errors import VerificationError
 
         try:
             fast = build_fast()
             say(f"{fw}: {fast.label}, start-up check passed (margin {fast.startup_check['margin']:.2g})")
+            fast.fast_path = {"status": FAST_PASSED, "path": what, "reason": "",
+                              "judgement": fast.startup_check, "margin": fast.startup_check["margin"]}
             return fast
         except VerificationError as e:
-            why = f"{what} failed its start-up check ({e})"
+            status, judgement = FAST_FAILED, getattr(e, "judgement", None)
+            why = str(e)
         except (RuntimeError, ValueError, OSError) as e:  # what the frameworks raise for a path they cannot build
             why = f"{what} could not be built ({type(e).__name__}: {e})"
-    say(f"WARNING: {fw} falls back to eager: {why}")
     eager = build_eager()
-    eager.label += " (fast path unavailable)"
+    if status == FAST_FAILED:
+        margin = judgement["margin"] if judgement else None
+        say(f"WARNING: {fw}: {what} FAILED its start-up check"
+            + (f" (margin {margin:.3g}: its logits lie {margin:.3g} x the bound from the float64 recomputation)"
+               if margin is not None else "")
+            + f"; this run falls back to eager, and the failure is reported as a finding: {why}")
+        eager.label += " (fast path failed its check)"
+        eager.fast_path = {"status": FAST_FAILED, "path": what, "reason": why, "judgement": judgement,
+                           "margin": margin}
+    else:
+        say(f"WARNING: {fw} falls back to eager: {why}")
+        eager.label += " (fast path unavailable)"
+        eager.fast_path = {"status": FAST_UNAVAILABLE, "path": what, "reason": why}
     return eager
+
+
+def fast_paths_failed(fast_paths: Optional[dict]) -> List[str]:
+    """The frameworks whose fast path failed its start-up check."""
+    return [fw for fw, f in (fast_paths or {}).items() if f and f.get("status") == FAST_FAILED]
 
 
 # ---------------------------------------------------------------- start-up logit check
@@ -225,7 +257,7 @@ def logit_check(arch: str, official_state, runners: Dict[str, object], device: s
     import torch
 
     from parity.core.reference import float64_logits, torch_logits
-    from parity.core.tolerances import judge
+    from parity.core.tolerances import is_reference, judge, reference_row
 
     # A Paddle-only run on a GPU in an environment whose torch is a CPU build (paddlepaddle-gpu and CUDA
     # torch often cannot share one): torch's bar at this precision is measured on the CPU, and said so.
@@ -239,12 +271,21 @@ def logit_check(arch: str, official_state, runners: Dict[str, object], device: s
         x = np.ascontiguousarray(x[:n_images])
         truth = float64_logits(arch, official_state, x)
         bar = torch_logits(arch, official_state, x, device=bar_device, dtype=precision)
-        judgements = {fw: judge(f"GENet_{arch} logits", run(x), truth, reference=bar, dtype=precision,
-                                candidate_label=run.label, reference_label=bar_label).to_dict()
-                      for fw, run in runners.items()}
+        judgements = {}
+        for fw, run in runners.items():
+            name = f"GENet_{arch} logits"
+            if getattr(run, "is_reference", False):  # the bar itself: judging it would compare it with itself
+                judgements[fw] = reference_row(name, bar, truth, precision, run.label)
+            else:
+                judgements[fw] = judge(name, run(x), truth, reference=bar, dtype=precision, candidate_label=run.label,
+                                       reference_label=bar_label).to_dict()
+        judged = [j["passed"] for j in judgements.values() if not is_reference(j)]
         return {"type": "check", "n_images": int(len(x)), "precision": precision, "bar": bar_label,
                 "truth": "torch_ref float64 recomputation, same weights and images",
-                "judgements": judgements, "pass": all(j["passed"] for j in judgements.values())}
+                # None: only the reference ran, nothing was compared
+                "judgements": judgements, "pass": all(judged) if judged else None,
+                # this run's (or resumption's, or shard's) fast paths: a failure in any of them is kept
+                "fast_paths": {fw: getattr(run, "fast_path", None) for fw, run in runners.items()}}
     return check
 
 
@@ -256,7 +297,9 @@ def make_header(arch: str, precision: str, device: str, runners: Dict[str, objec
     identity = {k: location.pop(k) for k in ("layout", "n_images", "n_classes", "fingerprint_sha256")}
     return {"type": "header", "version": RESULTS_VERSION, "arch": arch, "precision": precision,
             "device": device.split(":")[0], "frameworks": list(runners),
-            "runners": {k: r.label for k, r in runners.items()}, "weights": weights, "dataset": identity,
+            "runners": {k: r.label for k, r in runners.items()},
+            "fast_paths": {k: getattr(r, "fast_path", None) for k, r in runners.items()},
+            "weights": weights, "dataset": identity,
             "dataset_location": location, "limit": limit, "shard": list(shard) if shard else None,
             "expected": expected, "preprocessing": describe_preprocessing(arch), "image_digest": DIGEST}
 
@@ -267,6 +310,27 @@ def topk(logits: np.ndarray, k: int = TOPK) -> np.ndarray:
     return np.argsort(-logits, axis=1, kind="stable")[:, :k]
 
 
+def _checks_pass(checks: Sequence[dict]) -> Optional[bool]:
+    """False if any start-up logit check failed, True if one compared anything
+    and none failed, None if none ran or each only reported the reference."""
+    verdicts = [c["pass"] for c in checks if c["pass"] is not None]
+    return all(verdicts) if verdicts else None
+
+
+def _fast_paths(header: dict, checks: Sequence[dict]) -> dict:
+    """Each framework's fast path: this run's (the header's), unless one that
+    failed its check is recorded by any run, resumption or shard (its check
+    record), which is then the one reported."""
+    out = dict(header.get("fast_paths") or {})
+    for c in checks:
+        for fw, f in (c.get("fast_paths") or {}).items():
+            failed = bool(f) and f.get("status") == FAST_FAILED
+            if fw not in out or (failed and (out.get(fw) or {}).get("status") != FAST_FAILED):
+                # a framework run apart (a paired file) has its fast path only in its own records
+                out[fw] = dict(f, shard=c["shard"]) if failed and c.get("shard") else f
+    return out
+
+
 def summarize(header: dict, records: Sequence[dict], expected: Optional[int] = None) -> dict:
     """The summary of a run from its header and records (any order)."""
     checks = [r for r in records if r["type"] == "check"]
@@ -275,6 +339,7 @@ def summarize(header: dict, records: Sequence[dict], expected: Optional[int] = N
     bad = [r for r in records if r["type"] == "bad"]
     fws = header["frameworks"]
     expected = header["expected"] if expected is None else expected
+    fast_paths = _fast_paths(header, checks)
     n = len(images)
     correct = {fw: [r["pred"][fw][0] == r["label"] for r in images] for fw in fws}
     in_top5 = {fw: [r["label"] in r["pred"][fw][:TOPK] for r in images] for fw in fws}
@@ -293,7 +358,10 @@ def summarize(header: dict, records: Sequence[dict], expected: Optional[int] = N
         "correct_top1": {fw: sum(correct[fw]) for fw in fws},
         # the start-up logit checks (one per run or resumption, per shard): None when none ran
         "logit_checks": checks,
-        "logit_checks_pass": all(c["pass"] for c in checks) if checks else None,
+        "logit_checks_pass": _checks_pass(checks),
+        # each framework's fast path: passed its check, failed its check (a finding), unavailable, not tried
+        "fast_paths": fast_paths,
+        "fast_paths_failed": fast_paths_failed(fast_paths),
     }
     if len(fws) == 2:
         a, b = fws

@@ -29,8 +29,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, List, Optional
 
-import numpy as np
-
 from genet_arch import CARDS, DEFAULT_NUM_CLASSES, canonical_arch
 
 from parity.core.environment import environment
@@ -156,13 +154,7 @@ def conversion_step(opts: CertifyOptions, arch: str, say) -> tuple:
     if opts.pdparams:
         given = to_layout(load_weights(opts.pdparams, arch=arch, layout="paddle"), "paddle")
         ours = to_layout(load_weights(opts.weights, arch=arch, weights_key=opts.weights_key), "paddle")
-        worst, worst_key = 0.0, None
-        for k, want in ours.items():
-            if want.dtype.kind != "f":
-                continue
-            d = float(np.max(np.abs(given[k].astype(np.float64) - want.astype(np.float64)))) if want.size else 0.0
-            if d > worst or worst_key is None:
-                worst, worst_key = d, k
+        worst, worst_key = tensor_difference(given, ours)
         ok = worst <= opts.thresholds.pdparams_max_abs
         checks.append(CertificateCheck(
             "pdparams_matches", "The given .pdparams holds the converted weights",
@@ -170,6 +162,21 @@ def conversion_step(opts: CertifyOptions, arch: str, say) -> tuple:
             f"max |tensor diff| {worst:.3g} (at {worst_key})", details={"pdparams": os.path.abspath(opts.pdparams)}))
         paddle_path = opts.pdparams  # the file the user holds is the one evaluated
     return checks, paddle_path
+
+
+def tensor_difference(given, ours) -> tuple:
+    """(largest max |given - ours| over the float tensors, its key), by the
+    rule's one max-abs helper (NaN anywhere reads as infinitely different)."""
+    from parity.core.tolerances import max_abs_error
+
+    worst, worst_key = 0.0, None
+    for k, want in ours.items():
+        if want.dtype.kind != "f":
+            continue
+        d = max_abs_error(given[k], want)
+        if d > worst or worst_key is None:
+            worst, worst_key = d, k
+    return worst, worst_key
 
 
 def layer_diff_step(arch, official, paddle_state, inputs, input_info, device, say, on_layer=None) -> CertificateCheck:
@@ -278,18 +285,44 @@ def evaluation_checks(summary: dict, opts: CertifyOptions, arch: str, precision:
 
 def logit_check_row(summary: dict, precision: str) -> CertificateCheck:
     """The evaluation's start-up logit check (parity.accuracy.evaluate.logit_check) as a certificate row."""
-    from parity.core.tolerances import RULE
+    from parity.core.tolerances import RULE, is_reference
 
     runs = summary.get("logit_checks") or []
     if not runs:
         return CertificateCheck(f"logits_{precision}", f"Logits of every framework within the rule ({precision})",
                                 NOT_RUN, RULE, "-", reason="no image was evaluated")
-    parts = [f"{fw} error {j['error']:.3g} <= bound {j['bound']:.3g}? margin {j['margin']:.3g}"
+    parts = [f"{fw} reference (its own error {j['error']:.3g}, not judged)" if is_reference(j) else
+             f"{fw} error {j['error']:.3g} <= bound {j['bound']:.3g}? margin {j['margin']:.3g}"
              for c in runs for fw, j in c["judgements"].items()]
+    ok = summary["logit_checks_pass"]
     return CertificateCheck(f"logits_{precision}",
                  f"Logits of every framework on the first {runs[0]['n_images']} evaluation images, judged against "
                  f"a float64 recomputation ({precision})",
-                 PASS if summary["logit_checks_pass"] else FAIL, RULE, "; ".join(parts), details={"checks": runs})
+                 INFO if ok is None else PASS if ok else FAIL, RULE, "; ".join(parts),
+                 reason="only the reference ran: nothing was compared" if ok is None else "", details={"checks": runs})
+
+
+def fast_path_row(summary: dict, precision: str) -> CertificateCheck:
+    """What became of each framework's fast path at start-up: a fast path that
+    failed its check computes wrong logits, a finding (FAIL) even though the
+    evaluation went on eager; one that could not run here is reported (INFO)."""
+    from parity.accuracy.evaluate import FAST_FAILED, FAST_PASSED
+    from parity.core.tolerances import RULE
+
+    paths = {fw: f for fw, f in (summary.get("fast_paths") or {}).items() if f}
+    parts = []
+    for fw, f in paths.items():
+        margin = f" (margin {f['margin']:.3g})" if f.get("margin") is not None else ""
+        parts.append(f"{fw} {f['path']}: {f['status']}{margin}" + (f": {f['reason']}" if f.get("reason") and
+                                                                   f["status"] != FAST_FAILED else ""))
+    statuses = [f["status"] for f in paths.values()]
+    failed = [fw for fw, f in paths.items() if f["status"] == FAST_FAILED]
+    status = FAIL if failed else PASS if statuses and all(st == FAST_PASSED for st in statuses) else INFO
+    return CertificateCheck(
+        f"fast_paths_{precision}",
+        f"The fast path of each framework, proven at start-up against a float64 recomputation ({precision})",
+        status, RULE, "; ".join(parts) or "none recorded",
+        reason="; ".join(f"{fw}: {paths[fw]['reason']}" for fw in failed), details={"fast_paths": paths})
 
 
 def accuracy_intervals(summary: dict) -> dict:
@@ -317,11 +350,13 @@ def latency_step(arch, opts: CertifyOptions, official, say) -> CertificateCheck:
     except ImportError as e:
         return CertificateCheck("latency", "Latency (ms/image), both frameworks", NOT_RUN, "none (reported)", "-",
                      reason=f"the benchmark (parity.latency.bench.measure_latency) is not available: {e}")
+    from parity.core.tolerances import failed
+
     say("latency benchmark")
     options = {"pipeline_workers": (opts.workers,), "floor": False, **opts.bench_options}
     data = measure_latency(arch, official_state=official, device=opts.device, progress=say, **options)
     timed = [r for r in data["results"] if "skipped" not in r]
-    wrong = [r["label"] for r in timed if not r["check"]["pass"]]
+    wrong = [r["label"] for r in timed if failed(r["check"])]
     short = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
     medians = "; ".join(f"{r['framework']} {r['mode']} {short.get(r['dtype'], r['dtype'])}"
                         f"{' BN-folded' if r['bn_folded'] else ''} {r['ms_per_image']['median']:.3g}" for r in timed)
@@ -546,6 +581,7 @@ def certify(opts: CertifyOptions, say: Callable[[str], None] = print, on_batch=N
                 summary, results_path = _evaluate(opts, arch, dataset, samples, official, paddle_state, paddle_name,
                                                   source, device, precision, say, progress, on_batch, step, job)
             evaluations[precision] = summary
+            checks.append(fast_path_row(summary, precision))
             checks.append(logit_check_row(summary, precision))
             predictions[precision] = _predictions(results_path)
             accuracy[precision] = accuracy_intervals(summary)

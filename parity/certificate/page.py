@@ -16,6 +16,7 @@ import html
 import json
 from typing import List
 
+from parity.core.tolerances import check_word
 from parity.layers.report import _json_safe, short_name
 
 COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "INCONCLUSIVE": "#bc4c00", "NOT RUN": "#9a6700", "N/A": "#9a6700",
@@ -291,7 +292,7 @@ def _latency_detail(data: dict) -> str:
         e = r["entry"]
         ms = e["ms_per_image"]
         rows.append([_e(r["label"]), _e(e["label"]), f"{ms['median']:.4g}", f"{ms['p90']:.4g}", f"{ms['p99']:.4g}",
-                     f"{e['images_per_s']:.4g}", _e(e["iters"]), "ok" if e["check"]["pass"] else "WRONG",
+                     f"{e['images_per_s']:.4g}", _e(e["iters"]), check_word(e["check"]),
                      _sci(e["check"]["rel_l2"])])
     skipped = [f"{r['framework']} {r['mode']} {r['dtype']}: {r['skipped']}" for r in data.get("results", [])
                if "skipped" in r]

@@ -20,7 +20,8 @@ def add_weight_arguments(p):
     src.add_argument("--seeded", action="store_true",
                      help="seeded random weights (numpy seed 2020): exercises the tools, not a trained model")
     p.add_argument("--pdparams", metavar="PATH",
-                   help="Paddle weights to evaluate instead of converting --weights (e.g. genet-convert's output)")
+                   help="Paddle weights to evaluate instead of converting --weights (e.g. genet-convert's output); "
+                        "checked module by module against the torch weights first (the layer diff)")
     state_dicts.add_argument(p)
 
 
@@ -112,6 +113,32 @@ def load_states(arch, weights=None, seeded=False, pdparams=None, need_torch=True
     return arch, official if need_torch else None, paddle_state if need_paddle else None, provenance
 
 
+def check_pdparams(arch, official, paddle_state, pdparams: str, weights: str, device: str = "cpu") -> dict:
+    """A given .pdparams against the torch weights, module by module: the
+    layer diff (`parity.layers.diff`, every mapped module isolated and
+    accumulated, judged by the project's rule against float64, on its seeded
+    batch), as `genet-parity layers` and `certify` run it. A fault the logits
+    of a few inputs cannot show (a BN whose channel a ReLU then zeroes) shows
+    at the module itself. Raises VerificationError (exit 1, nothing
+    evaluated) when any module fails; returns the record for the summary."""
+    from converters.table.errors import VerificationError
+
+    from parity.layers.diff import run_layer_diff
+
+    d = run_layer_diff(arch, official, paddle_state, device="cpu" if device == "cpu" else "gpu").to_dict()
+    record = {"what": "layer diff of the given .pdparams against the torch weights (every mapped module, "
+                      "isolated and accumulated, against a float64 recomputation)",
+              "pass": d["pass"], "first_divergent": d["first_divergent"], "coverage": d["coverage"],
+              "failures": d["failures"], "input": d["input"], "seconds": d["seconds"]}
+    if not d["pass"]:
+        first = d["first_divergent"]
+        where = f"first divergent module {first['torch_name']} ({first['reason']}); " if first else ""
+        raise VerificationError(
+            f"{pdparams} does not compute what {weights} computes: {where}{'; '.join(d['failures'][:3])}. "
+            f"Nothing was evaluated (`genet-parity layers --weights ... --pdparams {pdparams}` shows every module)")
+    return record
+
+
 def refuse_outputs(args, results, dataset) -> None:
     """--results and --json may name no input (and not each other): checked
     before any work, and again once the default results name and the images
@@ -139,13 +166,14 @@ def refuse_outputs(args, results, dataset) -> None:
 
 def finish(summary: dict, source: str) -> int:
     """The exit code of an evaluation's summary: an evaluation of no image is
-    an error (exit 2, said plainly), a failed start-up check exit 1."""
+    an error (exit 2, said plainly); a failed start-up logit check, or a fast
+    path that failed its check (findings, although the run went on eager), exit 1."""
     if summary["n_evaluated"] == 0:
         from parity.inputs.data import DataError
 
         raise DataError(source, f"no image was evaluated ({summary['n_bad']} of {summary['n_expected']} failed to "
                                 f"decode): an evaluation of no image has no accuracy")
-    return 1 if summary["logit_checks_pass"] is False else 0
+    return 1 if summary["logit_checks_pass"] is False or summary.get("fast_paths_failed") else 0
 
 
 def default_results_path(arch, precision, shard):
@@ -212,6 +240,14 @@ def _run_eval(args, console=None, job=None):
     if note:
         progress.note(note)
     samples = select(dataset.samples, args.limit, shard)
+    pdparams_check = None
+    if args.pdparams and "paddle" in frameworks:
+        progress.stage(f"checking {os.path.basename(args.pdparams)} against the torch weights: the layer diff "
+                       "(every mapped module)")
+        pdparams_check = check_pdparams(arch, official, paddle_state, args.pdparams, args.weights or "--seeded",
+                                        device)
+        progress.note(f"{args.pdparams}: every one of {pdparams_check['coverage']['total']} mapped modules within "
+                      f"the rule ({pdparams_check['seconds']:.1f} s)")
     progress.stage("building the runners (the fast path is checked at start-up)")
     runners = build_runners(arch, frameworks, official, paddle_state, device, args.precision, runner=args.runner,
                             say=progress.note)
@@ -245,6 +281,8 @@ def _run_eval(args, console=None, job=None):
         return None
     summary["throughput"] = {**summary.get("throughput", times.summary(frameworks)), "startup_s": startup_s}
     summary["dataset_note"] = note
+    if pdparams_check is not None:
+        summary["pdparams_check"] = pdparams_check
     summary["results_file"] = os.path.abspath(results)
     progress.note(f"per-image predictions: {os.path.abspath(results)}")
     return summary
@@ -279,12 +317,8 @@ def print_summary(out, s: dict):
                       + ", ".join(f"{fw} {d[fw]}" for fw in s["frameworks"]), indent="    ")
         if s["n_disagree"] > DISAGREEMENTS_SHOWN:
             out.print(f"  ... and {s['n_disagree'] - DISAGREEMENTS_SHOWN} more (all in the JSON summary)")
-    for c in s.get("logit_checks") or []:
-        where = f" (shard {c['shard'][0]}/{c['shard'][1]})" if c.get("shard") else ""
-        parts = ", ".join(f"{fw} margin {j['margin']:.3g}" for fw, j in c["judgements"].items())
-        out.print(f"Start-up logit check{where}, first {c['n_images']} images vs a float64 recomputation "
-                  f"(bar: 16 x torch {c['precision']} error): {parts}: {'PASS' if c['pass'] else 'FAIL'}",
-                  style=None if c["pass"] else "bold red")
+    for line, style in check_lines(s):
+        out.print(line, style=style)
     if s.get("throughput"):
         out.print(throughput_line(s["throughput"]))
     if s["n_bad"]:
@@ -293,6 +327,30 @@ def print_summary(out, s: dict):
             out.print(f"  {b['path']}: {b['error']}", indent="    ")
     if not s["complete"]:
         out.print(f"Incomplete: {s['n_evaluated'] + s['n_bad']} of {s['n_expected']} images done.", style="yellow")
+
+
+def check_lines(s: dict):
+    """(line, style) of each start-up logit check and each fast path that did
+    not pass its check. The reference (eager torch at the precision under
+    test: the bar itself) is reported as such, never as a pass."""
+    from parity.accuracy.evaluate import FAST_FAILED, FAST_UNAVAILABLE
+    from parity.core.tolerances import FACTOR, is_reference
+
+    for c in s.get("logit_checks") or []:
+        where = f" (shard {c['shard'][0]}/{c['shard'][1]})" if c.get("shard") else ""
+        parts = ", ".join(f"{fw} reference (its own error {j['error']:.3g}, not judged)" if is_reference(j)
+                          else f"{fw} margin {j['margin']:.3g}" for fw, j in c["judgements"].items())
+        verdict = {True: "PASS", False: "FAIL", None: "reference only, nothing compared"}[c["pass"]]
+        yield (f"Start-up logit check{where}, first {c['n_images']} images vs a float64 recomputation "
+               f"(bar: {FACTOR:g} x torch {c['precision']} error): {parts}: {verdict}",
+               "bold red" if c["pass"] is False else None)
+    for fw, f in (s.get("fast_paths") or {}).items():
+        if f and f["status"] == FAST_FAILED:
+            margin = f"margin {f['margin']:.3g}" if f.get("margin") is not None else "no margin recorded"
+            yield (f"Fast path FAILED its check: {fw} {f['path']} ({margin}); this run used eager instead. "
+                   f"{f['reason']}", "bold red")
+        elif f and f["status"] == FAST_UNAVAILABLE:
+            yield f"Fast path unavailable: {fw} {f['path']}: {f['reason']}", "yellow"
 
 
 def throughput_line(t: dict) -> str:

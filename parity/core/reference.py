@@ -145,7 +145,9 @@ def startup_check(run, label: str, arch: str, state: Mapping[str, np.ndarray], d
     j = judge_logits(f"GENet_{arch} logits", arch, state, x, run(x), dtype=dtype, fused=fused, device=device,
                      candidate_label=label)
     if not j.passed:
-        raise VerificationError(f"{label}: start-up check failed: {j.describe()}")
+        err = VerificationError(f"{label}: start-up check failed: {j.describe()}")
+        err.judgement = {**j.to_dict(), "batch": int(x.shape[0]), "pass": False}  # its margin, for reports
+        raise err
     return {**j.to_dict(), "batch": int(x.shape[0]), "pass": True}
 
 

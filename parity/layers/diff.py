@@ -278,30 +278,6 @@ def _flat(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(-1)
 
 
-def _f64_errors(r: np.ndarray, xs: Sequence[np.ndarray]):
-    """(max |r|, [max |x - r| for x in xs]) in float64. A NaN in r makes its
-    scale NaN (a NaN bound passes nothing); NaN in a difference reads as inf."""
-    r = _flat(r)
-    xs = [_flat(x) for x in xs]
-    for x in xs:
-        if x.size != r.size:
-            raise ValueError(f"shapes differ: {x.size} vs {r.size} elements")
-    buf = np.empty(max(1, min(_CHUNK, r.size)), np.float64)
-    scale, errors = 0.0, [0.0] * len(xs)
-    for s in range(0, r.size, _CHUNK):
-        rc = r[s:s + _CHUNK]
-        b = buf[:rc.size]
-        np.abs(rc, out=b)
-        v = float(b.max())
-        scale = v if v > scale or v != v else scale  # NaN sticks: nothing compares greater than it
-        for k, x in enumerate(xs):
-            np.subtract(x[s:s + _CHUNK], rc, out=b)
-            np.abs(b, out=b)
-            v = float(b.max())
-            errors[k] = float("inf") if v != v else max(errors[k], v)
-    return scale, errors
-
-
 def _expected_stats(e: np.ndarray):
     """(max |e|, sum e^2) of torch's output, shared by both of its comparisons;
     the scale is inf when e holds NaN or Inf (as in parity.core.compare)."""
@@ -390,11 +366,6 @@ def _compare32(name: str, actual: np.ndarray, expected: np.ndarray, expected_sta
     return out
 
 
-def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
-    m = float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-    return float("inf") if np.isnan(m) else m  # NaN must never compare as small
-
-
 @dataclass
 class _SideVerdict:
     """One side of a row's verdict (accumulated or isolated)."""
@@ -408,15 +379,20 @@ class _SideVerdict:
 
 def _check(name: str, p: np.ndarray, t: np.ndarray, t_stats, r: Optional[np.ndarray], dtype: str,
            atol: Optional[float], rtol: Optional[float], count_outside: bool) -> _SideVerdict:
-    """Paddle output `p` against torch's `t`, judged by the float64-relative
-    rule against `r` (or by atol/rtol element by element when r is None).
-    count_outside: also count the elements beyond the bound (accumulated only)."""
+    """Paddle output `p` against torch's `t`, judged by the project's rule
+    (`parity.core.tolerances.decide`) against the float64 `r` (or by
+    atol/rtol element by element when r is None).
+    count_outside: also count the elements beyond the bound (accumulated
+    only); it measures |paddle - torch|, so the bound is the rule's bound for
+    that difference (`tolerances.difference_bound`), not the one for |paddle - f64|."""
     if r is not None:
-        scale, (e_t, e_p) = _f64_errors(r, (t, p))
-        tol = tolerances.relative_bound(e_t, scale, dtype)
-        diff = _compare32(name, p, t, t_stats, atol=tol, rtol=0.0) if count_outside else \
-            _compare32(name, p, t, t_stats)
-        ok = e_p <= tol
+        if p.shape != r.shape or t.shape != r.shape:
+            raise ValueError(f"{name}: shapes differ: paddle {p.shape}, torch {t.shape}, float64 {r.shape}")
+        scale = tolerances.max_abs(r)
+        e_t, e_p = tolerances.max_abs_error(t, r), tolerances.max_abs_error(p, r)
+        ok, tol, _ = tolerances.decide(e_p, e_t, scale, dtype)
+        diff = _compare32(name, p, t, t_stats, atol=tolerances.difference_bound(e_t, scale, dtype), rtol=0.0) \
+            if count_outside else _compare32(name, p, t, t_stats)
     else:
         e_t = e_p = None
         tol = atol
@@ -662,7 +638,7 @@ class _LayerDiff:
                 if tuple(ref.shape) != tuple(t.shape):
                     raise ValueError(f"reference activations {row.official}: expected shape {tuple(t.shape)}, "
                                      f"got {tuple(ref.shape)}")
-                self.ref_errors[i] = (_max_abs(p, ref), _max_abs(t, ref))
+                self.ref_errors[i] = (tolerances.max_abs_error(p, ref), tolerances.max_abs_error(t, ref))
 
     # ------------------------------------------------------------ isolate
     def isolate(self, seg: Sequence[int]):
