@@ -39,7 +39,7 @@ import numpy as np
 
 from converters.table.checks import check_keys
 from converters.table.errors import VerificationError
-from converters.files.arrays import bf16_to_f32 as _bf16_to_f32, f32_to_bf16_bits
+from converters.files.arrays import bf16_to_f32, f32_to_bf16_bits
 from converters.files.load import TORCH_STORAGE, LoadedWeights, expected, to_layout
 from converters.table.head import state_classes
 
@@ -291,7 +291,7 @@ def check_read_back(written: Mapping[str, np.ndarray], read: LoadedWeights, bf16
     if list(read.tensors) != list(written):
         raise VerificationError(f"{read.path}: read back with different keys than were written")
     for k, v in written.items():
-        want = _bf16_to_f32(f32_to_bf16_bits(v)).reshape(np.shape(v)) if k in bf16_keys else np.asarray(v)
+        want = bf16_to_f32(f32_to_bf16_bits(v)).reshape(np.shape(v)) if k in bf16_keys else np.asarray(v)
         got = read.tensors[k]
         if got.shape != want.shape or got.dtype != want.dtype or not np.array_equal(got, want):
             raise VerificationError(f"{read.path}: {k} read back differs from what was written "

@@ -172,7 +172,7 @@ def logit_ratios(arch: str, state, x: np.ndarray, dtype: str) -> dict:
 
 
 def _write(path: str, data: dict) -> None:
-    from converters.files.io import write_text_atomic
+    from converters.files.atomic import write_text_atomic
 
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
