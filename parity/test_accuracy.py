@@ -31,7 +31,9 @@ def imagenet_summary(user_weights, imagenet_dir, imagenet_list, imagenet_limit, 
     from converters.files.load import to_layout
 
     from parity.inputs.data import open_dataset, select
-    from parity.accuracy.evaluate import build_runners, evaluate, logit_check, make_header
+    from parity.accuracy.evaluate import evaluate
+    from parity.accuracy.runners import build_runners, logit_check
+    from parity.accuracy.summary import make_header
     from parity.core.runtime import default_threads
 
     skip_unless_all("the ImageNet accuracy check", genet_weights=user_weights, imagenet_dir=imagenet_dir)

@@ -186,7 +186,8 @@ def test_a_busy_machine_is_said_beside_the_figure_and_in_the_text(demo_certifica
     import io
 
     import parity.latency.bench as bench
-    from parity.certificate.certify import CertifyOptions, latency_step
+    from parity.certificate.options import CertifyOptions
+    from parity.certificate.steps import latency_step
     from parity.core.textout import Out
 
     cert = copy.deepcopy(demo_certificate[0])

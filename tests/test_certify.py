@@ -12,9 +12,11 @@ import pytest
 
 from parity.commands import certify_cmd
 from parity.certificate.page import to_html, to_json
-from parity.certificate.certify import (FAIL, INCONCLUSIVE, INFO, NOT_APPLICABLE, NOT_RUN, PASS, SKIPPED, STATUSES,
-                                        CertificateCheck, CertifyOptions, Thresholds, certify, evaluation_checks,
-                                        fast_path_row, logit_check_row, verdict)
+from parity.certificate.certify import certify
+from parity.certificate.evaluation_rows import evaluation_checks, fast_path_row, logit_check_row
+from parity.certificate.options import CertifyOptions
+from parity.certificate.verdict import (FAIL, INCONCLUSIVE, INFO, NOT_APPLICABLE, NOT_RUN, PASS, SKIPPED, STATUSES,
+                                        CertificateCheck, Thresholds, verdict)
 
 EXPECTED_DEMO_CHECKS = {"conversion", "layer_diff", "fast_paths_float32", "logits_float32",
                         "torch_top1_vs_published_float32", "paddle_top1_vs_torch_float32", "agreement_float32",
@@ -235,7 +237,7 @@ def test_the_logit_row_reports_the_reference_without_a_verdict():
 def test_certify_measures_tensor_differences_with_the_shared_helper(monkeypatch):
     """The .pdparams check's max |tensor diff| is the rule's one max-abs helper:
     a planted difference is measured exactly, a NaN is infinitely different."""
-    from parity.certificate.certify import tensor_difference
+    from parity.certificate.steps import tensor_difference
     from parity.core import tolerances
 
     ours = {"a.weight": np.zeros((3, 4), np.float32), "b.bias": np.ones(5, np.float32),

@@ -158,7 +158,8 @@ def test_a_non_utf8_image_name_in_the_folder_layout_is_exit_2(inputs, capsys):
 
 
 def test_a_json_summary_that_cannot_be_written_names_the_file(inputs, capsys):
-    from parity.accuracy.evaluate import evaluate, make_header
+    from parity.accuracy.evaluate import evaluate
+    from parity.accuracy.summary import make_header
     from parity.inputs.data import open_dataset
 
     class Fixed:

@@ -112,7 +112,7 @@ def test_paddle_only_gpu_check_beside_a_cpu_torch_measures_the_bar_on_the_cpu_an
     import numpy as np
     import torch
 
-    from parity.accuracy.evaluate import logit_check
+    from parity.accuracy.runners import logit_check
     from parity.core.reference import torch_logits
     from parity.core.seeded import seeded_input, seeded_state
 

@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from parity.accuracy import evaluate as evaluate_module
+from parity.accuracy import runners as runners_module
 from parity.inputs.data import DataError, open_dataset, select
-from parity.accuracy.evaluate import build_runners, evaluate, logit_check, make_header, read_results
+from parity.accuracy.evaluate import evaluate
+from parity.accuracy.results import read_results
+from parity.accuracy.runners import build_runners, logit_check
+from parity.accuracy.summary import make_header
 from parity.commands.merge_cmd import merge
 from parity.inputs.preprocessing import preprocess
 from parity.inputs.sample_images import bundled_photos
@@ -399,7 +402,7 @@ def test_cli_eval_runs_paddle_on_the_checked_predictor_and_falls_back_loudly(pho
 
     monkeypatch.setattr(inference, "PredictorRunner", Unbuildable)
     with monkeypatch.context() as m:
-        m.setattr(evaluate_module, "_checked", unbuildable)
+        m.setattr(runners_module, "_checked", unbuildable)
         assert main(common + ["--json", str(tmp_path / "fb.json"), "--results", str(tmp_path / "fb.jsonl")]) == 0
     fallback = json.loads((tmp_path / "fb.json").read_text())
     assert "(fast path unavailable)" in fallback["runners"]["paddle"]
@@ -420,13 +423,13 @@ def test_fast_paths_computing_wrong_logits_fail_eval(photo_set, tmp_path, capsys
     from parity.commands.cli import main
     from parity.fastpath import inference
 
-    torch_call, predictor_call = evaluate_module.TorchRunner.__call__, inference.PaddlePredictor.__call__
+    torch_call, predictor_call = runners_module.TorchRunner.__call__, inference.PaddlePredictor.__call__
 
     def wrong_channels_last(self, x):
         out = torch_call(self, x)
         return out * np.float32(1.001) if not self.is_reference else out
 
-    monkeypatch.setattr(evaluate_module.TorchRunner, "__call__", wrong_channels_last)
+    monkeypatch.setattr(runners_module.TorchRunner, "__call__", wrong_channels_last)
     monkeypatch.setattr(inference.PaddlePredictor, "__call__",
                         lambda self, x: predictor_call(self, x) * np.float32(1.001))
     rc = main(["eval", "--seeded", "--arch", ARCH, "--data", photo_set[0], "--list", photo_set[1], "--limit", "2",
@@ -454,7 +457,7 @@ def test_torch_channels_last_check_refuses_wrong_logits():
     import torch
 
     from converters.table.errors import VerificationError
-    from parity.accuracy.evaluate import TorchRunner
+    from parity.accuracy.runners import TorchRunner
     from parity.core.seeded import seeded_state
 
     runner = TorchRunner(ARCH, seeded_state(ARCH), channels_last=True)
@@ -511,7 +514,7 @@ def test_eval_refuses_a_pdparams_the_layer_diff_fails(photo_set, tmp_path, capsy
 def test_a_fast_path_failure_in_any_shard_or_resumption_is_kept():
     """The summary reports a fast path that failed its check in any run whose
     check record it reads (a shard, a resumption), not only this run's header."""
-    from parity.accuracy.evaluate import summarize
+    from parity.accuracy.summary import summarize
 
     ok = {"status": "passed its check", "path": "the predictor", "reason": "", "margin": 0.1}
     bad = {"status": "failed its check", "path": "the predictor", "reason": "wrong", "margin": 40.0}

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from parity.accuracy import results as results_module
-from parity.accuracy.evaluate import evaluate, make_header
+from parity.accuracy.evaluate import evaluate
+from parity.accuracy.summary import make_header
 from parity.accuracy.results import (ResultsWriter, canonical, next_chain, read_results, run_differences, same_run)
 from parity.commands.merge_cmd import merge
 from parity.inputs.data import DataError, open_dataset, select

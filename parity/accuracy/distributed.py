@@ -347,7 +347,7 @@ def rank_device(device_arg: str, launch: Launch) -> str:
     """The device of this rank for --device `device_arg`: each rank on its own
     GPU, a plain `gpu` (or `cuda`) becoming gpu:LOCAL_RANK (under Paddle's
     launcher, FLAGS_selected_gpus); an explicit gpu:N is kept."""
-    from parity.accuracy.evaluate import normalize_device
+    from parity.accuracy.runners import normalize_device
 
     device = normalize_device(device_arg)
     if (device_arg or "").strip().lower() in ("gpu", "cuda") and launch.local_rank is not None:
@@ -364,7 +364,8 @@ def evaluate_job(job: Job, runners, dataset, samples, header: dict, results_path
     Resumption is exact: an unfinished results file at `results_path` (of a
     single process, with --resume) keeps its records and the ranks evaluate
     only the rest; each rank continues its own partial file."""
-    from parity.accuracy.evaluate import RunTimes, evaluate, summarize
+    from parity.accuracy.evaluate import RunTimes, evaluate
+    from parity.accuracy.summary import summarize
     from parity.accuracy.results import RECORD_TYPES, ResultsWriter, identity_mismatch, read_results
     from parity.inputs.data import select
 

@@ -115,7 +115,7 @@ def pair(sides: Sequence[Results]) -> Tuple[dict, List[dict], List[dict]]:
 
 def paired_summary(header: dict, records: List[dict], checks: List[dict]) -> dict:
     """The summary of a paired run: `summarize`'s, with both environments."""
-    from parity.accuracy.evaluate import summarize
+    from parity.accuracy.summary import summarize
 
     out = summarize(header, records + checks)
     out["environments"] = header["environments"]

@@ -37,14 +37,14 @@ def _e(v) -> str:
 def _title(cert: dict) -> str:
     from genet_arch import DEFAULT_NUM_CLASSES
 
-    from parity.certificate.certify import title
+    from parity.certificate.record import title
 
     return cert.get("title") or title(cert["arch"], cert.get("demo", False),
                                       cert.get("num_classes", DEFAULT_NUM_CLASSES))
 
 
 def _core(cert: dict) -> str:
-    from parity.certificate.certify import core_verdict
+    from parity.certificate.verdict import core_verdict
 
     return core_verdict(cert["verdict"])
 

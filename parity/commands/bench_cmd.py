@@ -120,7 +120,7 @@ def run(args) -> int:
     from converters.files.atomic import write_text_atomic
 
     from parity.latency.bench import measure_latency
-    from parity.accuracy.evaluate import normalize_device
+    from parity.accuracy.runners import normalize_device
     from parity.core.tolerances import failed
     from parity.core.progress import Progress
     from parity.core.runtime import configured_threads

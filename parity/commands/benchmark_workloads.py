@@ -117,7 +117,7 @@ def eval_compute() -> None:
 
     configure_threads()
     from converters.table.mapping import mapping_table
-    from parity.accuracy.evaluate import build_runners
+    from parity.accuracy.runners import build_runners
     from parity.core.seeded import seeded_input, seeded_state
 
     runner, arch, batch, batches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

@@ -18,7 +18,7 @@ DEMO_NOTE = ("DEMO on built-in data: seeded random weights (numpy seed 2020), no
 def add_arguments(p):
     from converters.files import state_dicts
 
-    from parity.certificate.certify import Thresholds
+    from parity.certificate.verdict import Thresholds
 
     t = Thresholds()
     p.add_argument("--demo", action="store_true", help="built-in data: seeded weights, bundled photos, synthetic labels")
@@ -102,7 +102,8 @@ def build_options(args, job=None):
     """job: the launched job this process is a rank of (None: a plain process)."""
     from genet_arch import canonical_arch
 
-    from parity.certificate.certify import CertifyOptions, Thresholds
+    from parity.certificate.options import CertifyOptions
+    from parity.certificate.verdict import Thresholds
     from parity.inputs.data import DataError
     from parity.core.runtime import default_threads
 
@@ -180,7 +181,7 @@ def exit_code(cert: dict) -> int:
     """0 PASS, 1 FAIL, 4 INCOMPLETE or INCONCLUSIVE. A demo's few images can
     never decide the accuracy checks, so its INCONCLUSIVE is its expected
     outcome and exits 0 (the verdict still says INCONCLUSIVE)."""
-    from parity.certificate.certify import FAIL, INCONCLUSIVE, PASS, core_verdict
+    from parity.certificate.verdict import FAIL, INCONCLUSIVE, PASS, core_verdict
 
     core = core_verdict(cert["verdict"])
     if core == PASS or (cert.get("demo") and core == INCONCLUSIVE):

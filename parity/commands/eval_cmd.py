@@ -31,7 +31,7 @@ def add_data_arguments(p):
 
 
 def add_arguments(p):
-    from parity.accuracy.evaluate import PRECISIONS
+    from parity.accuracy.runners import PRECISIONS
 
     add_weight_arguments(p)
     add_data_arguments(p)
@@ -198,8 +198,9 @@ def run_eval(args, console=None) -> dict:
 def _run_eval(args, console=None, job=None):
     import time
 
-    from parity.accuracy.evaluate import (RunTimes, batch_detail, build_runners, evaluate, logit_check, make_header,
-                                          normalize_device)
+    from parity.accuracy.evaluate import RunTimes, batch_detail, evaluate
+    from parity.accuracy.runners import build_runners, logit_check, normalize_device
+    from parity.accuracy.summary import make_header
     from parity.core.progress import Progress
     from parity.core.runtime import default_threads
     from parity.inputs.data import class_note, launcher_rank, open_dataset, parse_shard, select
@@ -333,7 +334,7 @@ def check_lines(s: dict):
     """(line, style) of each start-up logit check and each fast path that did
     not pass its check. The reference (eager torch at the precision under
     test: the bar itself) is reported as such, never as a pass."""
-    from parity.accuracy.evaluate import FAST_FAILED, FAST_UNAVAILABLE
+    from parity.accuracy.runners import FAST_FAILED, FAST_UNAVAILABLE
     from parity.core.tolerances import FACTOR, is_reference
 
     for c in s.get("logit_checks") or []:

@@ -133,7 +133,7 @@ def layer_ratios(arch: str, state, x: np.ndarray) -> dict:
 def logit_ratios(arch: str, state, x: np.ndarray, dtype: str) -> dict:
     """Each fast path's logits error ratio against eager torch at `dtype`
     (both against the float64 recomputation), or why a path did not run."""
-    from parity.accuracy.evaluate import PaddleRunner, TorchRunner
+    from parity.accuracy.runners import PaddleRunner, TorchRunner
     from parity.core.frameworks import paddle_model
     from parity.core.reference import float64_logits, torch_logits
     from parity.core.tolerances import max_abs_error

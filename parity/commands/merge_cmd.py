@@ -23,7 +23,7 @@ def merge(paths) -> dict:
     from converters.files.paths import identity
 
     from parity.inputs.data import DataError
-    from parity.accuracy.evaluate import summarize
+    from parity.accuracy.summary import summarize
     from parity.accuracy.results import RECORD_TYPES, identity_mismatch, read_results
 
     first_name = {}
