@@ -29,7 +29,7 @@ def test_a_users_own_setting_is_left_alone(monkeypatch):
 # input out tensor for now!!!!!" through glog, straight to file descriptor 2.
 PREDICTOR = """
 import sys
-from converters.conversion.verify import import_paddle
+from parity.core.frameworks import import_paddle
 import_paddle()
 from parity.core import frameworks
 from parity.fastpath import inference

@@ -27,7 +27,8 @@ from converters.files.paths import same_file
 from converters.files.provenance import provenance_path
 from converters.files.tensor_check import STEP_COUNTER
 from converters.table.mapping import TRANSPOSE, mapping_table
-from converters.conversion.verify import framework_of, import_paddle
+from converters.conversion.verify import framework_of
+from parity.core.frameworks import import_paddle
 
 # Destination format by extension, and the layouts each can hold (first: default).
 FORMATS = {".pdparams": "pdparams", ".pth": "torch", ".pt": "torch", ".safetensors": "safetensors"}

@@ -42,6 +42,7 @@ from converters.table.errors import VerificationError
 from converters.files.arrays import bf16_to_f32, f32_to_bf16_bits
 from converters.files.load import TORCH_STORAGE, LoadedWeights, expected, to_layout
 from converters.table.head import state_classes
+from parity.core.frameworks import import_paddle
 
 
 MODELS_COMPARED = "models compared"  # both models run and judged against float64
@@ -105,39 +106,6 @@ def _model_layout(layout: str) -> str:
     if framework_of(layout) == "torch":
         return "fused" if fused else "official"
     return "paddle_fused" if fused else "paddle"
-
-
-_PADDLE_IMPORT_NOISE = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY.")
-
-
-def import_paddle():
-    """`import paddle` without its two import-time notices: one about a C++
-    compiler cache (for building extensions, never done here), one about
-    OMP_NUM_THREADS > 1 (which this tool sets on purpose, for speed). Anything
-    else Paddle prints still reaches stderr."""
-    import contextlib
-    import io
-    import sys
-    import warnings
-
-    from parity.core.runtime import paddle_log_flags  # its C++ log keeps errors only (see there)
-
-    if "paddle" in sys.modules:
-        return sys.modules["paddle"]
-    from converters.files.atomic import reclaim_signal_handlers, signals_deferred
-
-    buf = io.StringIO()
-    # Never interrupted half-way (a half-imported Paddle can crash the interpreter
-    # on exit): a signal that arrives meanwhile is handled right after.
-    with signals_deferred(), warnings.catch_warnings(), contextlib.redirect_stderr(buf), paddle_log_flags():
-        warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
-        import paddle
-    # Paddle's import takes SIGTERM over at the C level; this tool's cleanup needs it back.
-    reclaim_signal_handlers()
-    kept = [line for line in buf.getvalue().splitlines() if line and not line.startswith(_PADDLE_IMPORT_NOISE)]
-    if kept:
-        print("\n".join(kept), file=sys.stderr)
-    return paddle
 
 
 def _float32(v: np.ndarray) -> np.ndarray:

@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     from parity.core.runtime import configure_threads
 
     threads = configure_threads(args.threads)
-    from converters.conversion.verify import import_paddle
+    from parity.core.frameworks import import_paddle
 
     import_paddle()  # without its import-time notices (see parity.commands.cli)
     from parity.core.environment import environment

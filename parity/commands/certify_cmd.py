@@ -4,6 +4,7 @@ data: seeded weights and photos bundled with scikit-image, synthetic labels."""
 from __future__ import annotations
 
 import os
+import sys
 
 HELP = "Certify a checkpoint's Paddle reproduction: conversion, layer diff, accuracy, latency -> JSON + HTML."
 EXIT_INCOMPLETE = 4
@@ -144,6 +145,11 @@ def build_options(args, job=None):
     missing = [flag for flag, v in (("--weights", args.weights), ("--data", args.data)) if not v]
     if missing:
         raise DataError(None, f"certify needs {' and '.join(missing)} (or --demo for the built-in demo)")
+    from parity.inputs.data import resolve_list
+
+    args.list, note = resolve_list(args.list, args.data)
+    if note and (job is None or job.rank == 0):
+        print(f"certify: {note}", file=sys.stderr)
     arch = canonical_arch(args.arch) if args.arch else None
     prefix = args.out or f"certificate_GENet_{arch or os.path.splitext(os.path.basename(args.weights))[0]}"
     refuse_outputs(prefix, args)

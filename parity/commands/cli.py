@@ -79,7 +79,7 @@ def _main(argv) -> int:
         # Paddle's import-time notices (a C++ compiler cache it never needs here,
         # and OMP_NUM_THREADS > 1, which configure_threads sets on purpose) are
         # dropped once, here; anything else it prints still shows.
-        from converters.conversion.verify import import_paddle
+        from parity.core.frameworks import import_paddle
 
         import_paddle()
     # After Paddle's import, so that its switches are turned off too; harmless on a CPU.

@@ -53,7 +53,8 @@ def add_arguments(p):
                                                   "and rank 0 writes the one results file and summary")
     add_job_arguments(p)
     p.add_argument("--results", metavar="PATH", help="per-image predictions, JSON lines "
-                                                     "(default genet_eval_<arch>_<precision>[_shardKofN].jsonl)")
+                                                     "(default genet_eval_<arch>_<precision>_<list or data folder name>"
+                                                     "[_shardKofN].jsonl, beside --json if given, else here)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its --results file")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip images that fail to decode, count and list them (default: stop at the first)")
@@ -176,9 +177,34 @@ def finish(summary: dict, source: str) -> int:
     return 1 if summary["logit_checks_pass"] is False or summary.get("fast_paths_failed") else 0
 
 
-def default_results_path(arch, precision, shard):
+def default_results_path(arch, precision, shard, args) -> str:
+    """genet_eval_<arch>_<precision>_<data>[_shardKofN].jsonl, <data> the
+    list's name (else the data folder's), so that runs over other data never
+    meet in one default file; beside --json when given, else in the current
+    directory."""
+    import re
+
+    data = os.path.splitext(os.path.basename(args.list))[0] if args.list else \
+        os.path.basename(os.path.normpath(os.path.abspath(args.data)))
+    data = re.sub(r"[^A-Za-z0-9._-]+", "-", data).strip("-.") or "data"
     suffix = f"_shard{shard[0]}of{shard[1]}" if shard else ""
-    return f"genet_eval_{arch}_{precision}{suffix}.jsonl"
+    name = f"genet_eval_{arch}_{precision}_{data}{suffix}.jsonl"
+    return os.path.join(os.path.dirname(args.json), name) if args.json else name
+
+
+def refuse_existing_results(results: str, resume: bool) -> None:
+    """The results file's own refusal (parity.accuracy.results), said before
+    seconds of model building rather than after: a results file that holds a
+    run is continued with --resume or left alone."""
+    from parity.inputs.data import DataError
+
+    try:
+        size = os.stat(results).st_size
+    except OSError:
+        return  # absent (or unreadable: the writer names the problem)
+    if size > 0 and not resume:
+        raise DataError(results, "already exists; pass --resume to continue it, or choose another --results path "
+                                 "(nothing was overwritten)")
 
 
 def run_eval(args, console=None) -> dict:
@@ -221,7 +247,14 @@ def _run_eval(args, console=None, job=None):
     frameworks = ["torch", "paddle"] if args.framework == "both" else [args.framework]
     name = "eval" if job is None else f"eval rank {job.rank}/{job.world}"
     progress = Progress(name, stream=getattr(console, "file", None))
+    from parity.inputs.data import resolve_list
+
+    args.list, list_note = resolve_list(args.list, args.data)
+    if list_note:
+        progress.note(list_note)
     refuse_outputs(args, args.results, None)
+    if args.results:
+        refuse_existing_results(args.results, args.resume)
     progress.stage("reading the weights")
     # The torch-layout weights are needed even for --framework paddle: the
     # start-up logit check's float64 recomputation is built from them.
@@ -234,8 +267,9 @@ def _run_eval(args, console=None, job=None):
     # The data are checked (every listed file present, every label within the
     # head read from the weights) before any model is built.
     dataset = open_dataset(args.data, args.list, num_classes)
-    results = args.results or default_results_path(arch, args.precision, shard)
+    results = args.results or default_results_path(arch, args.precision, shard, args)
     refuse_outputs(args, results, dataset)  # now that the default name and the images are known
+    refuse_existing_results(results, args.resume)  # before the models are built, not after
     note = class_note(dataset, num_classes)
     if note:
         progress.note(note)

@@ -1,6 +1,6 @@
 """The eager models of both frameworks as every tool builds them, and what
-the machine offers them: device and dtype names, the unfused or BN-folded
-states, native bfloat16, TensorRT."""
+the machine offers them: Paddle's quiet import, device and dtype names, the
+unfused or BN-folded states, native bfloat16, TensorRT, the TF32 pin."""
 from __future__ import annotations
 
 from typing import Dict, Mapping, Tuple
@@ -8,6 +8,39 @@ from typing import Dict, Mapping, Tuple
 import numpy as np
 
 DTYPES = ("float32", "float16", "bfloat16")
+
+
+_PADDLE_IMPORT_NOISE = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY.")
+
+
+def import_paddle():
+    """`import paddle` without its two import-time notices: one about a C++
+    compiler cache (for building extensions, never done here), one about
+    OMP_NUM_THREADS > 1 (which this tool sets on purpose, for speed). Anything
+    else Paddle prints still reaches stderr."""
+    import contextlib
+    import io
+    import sys
+    import warnings
+
+    from parity.core.runtime import paddle_log_flags  # its C++ log keeps errors only (see there)
+
+    if "paddle" in sys.modules:
+        return sys.modules["paddle"]
+    from converters.files.atomic import reclaim_signal_handlers, signals_deferred
+
+    buf = io.StringIO()
+    # Never interrupted half-way (a half-imported Paddle can crash the interpreter
+    # on exit): a signal that arrives meanwhile is handled right after.
+    with signals_deferred(), warnings.catch_warnings(), contextlib.redirect_stderr(buf), paddle_log_flags():
+        warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+        import paddle
+    # Paddle's import takes SIGTERM over at the C level; this tool's cleanup needs it back.
+    reclaim_signal_handlers()
+    kept = [line for line in buf.getvalue().splitlines() if line and not line.startswith(_PADDLE_IMPORT_NOISE)]
+    if kept:
+        print("\n".join(kept), file=sys.stderr)
+    return paddle
 
 
 def check_dtype(dtype: str) -> str:

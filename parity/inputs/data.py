@@ -75,6 +75,21 @@ def _listing(problems: Sequence[str]) -> str:
     return f"\n  {shown}{more}"
 
 
+def resolve_list(list_file: Optional[str], root: str) -> Tuple[Optional[str], Optional[str]]:
+    """(the list file to read, a note saying where it was found or None).
+    A relative `--list` is read from the current directory; where it is not
+    there, from the data folder (where ImageNet's val_list.txt usually sits),
+    and the note says so. Found in neither: an error naming both places."""
+    if not list_file or os.path.isabs(list_file) or os.path.lexists(list_file):
+        return list_file, None
+    beside = os.path.join(root, list_file)
+    if os.path.lexists(beside):
+        return beside, (f"--list {list_file}: not in the current directory ({os.getcwd()}); read {beside} "
+                        f"(relative to --data)")
+    raise DataError(list_file, f"no such list file: looked in the current directory ({os.getcwd()}) and in "
+                               f"--data ({beside})")
+
+
 def parse_list(list_file: str, num_classes: int = DEFAULT_NUM_CLASSES) -> List[Tuple[int, str, int]]:
     """(line number, relative path, label) per line of a `val_list.txt`.
     Blank lines are ignored; anything else that is not exactly two fields with
