@@ -16,7 +16,7 @@ By default a float64 copy of the torch model is the truth both float32 sides
 are measured against (see parity.core.tolerances); with atol/rtol it is skipped.
 
 This module is the engine; its parts live beside it: `prepare` (options,
-weights, input, reference activations), `hyperparams`, `stats` (the chunked
+weights, input, reference activations, segments), `hyperparams`, `stats` (the chunked
 statistics and side verdicts) and `records` (the result types).
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from converters.table.head import state_classes
-from converters.table.mapping import ModuleMapping, mapping_table
+from converters.table.mapping import mapping_table
 
 from parity.core import tolerances
 from parity.core.environment import environment
@@ -37,25 +37,9 @@ from parity.core.modules import paddle_layer, round_f16_paddle, round_f16_torch,
 from parity.core.progress import PhaseClock, step_callback
 from parity.core.reference import float64_copy
 from parity.layers.hyperparams import paddle_hparams, torch_hparams
-from parity.layers.prepare import Options, load_reference, options, prepare
+from parity.layers.prepare import Options, load_reference, options, prepare, segments
 from parity.layers.records import EMULATION_NOTE, LayerDiffResult, LayerRecord, layer_record
 from parity.layers.stats import SideVerdict, check_side, stats_of_expected
-
-
-# ---------------------------------------------------------------- segments
-
-def segments(rows: Sequence[ModuleMapping]) -> List[List[int]]:
-    """Row indices grouped by top-level segment. The table lists a container
-    after its contents, so each depth-0 row closes the segment it heads."""
-    out, pending = [], []
-    for i, row in enumerate(rows):
-        pending.append(i)
-        if row.depth == 0:
-            out.append(pending)
-            pending = []
-    if pending:
-        raise AssertionError(f"mapping table ends inside a container: {[rows[i].official for i in pending]}")
-    return out
 
 
 # ---------------------------------------------------------------- the run

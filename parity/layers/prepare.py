@@ -1,14 +1,16 @@
 """What a layer diff starts from: its checked options, both layouts of the
-weights and the input batch (float16-rounded for float16 runs), and the
-optional reference activations keyed by mapping-table row."""
+weights and the input batch (float16-rounded for float16 runs), the optional
+reference activations keyed by mapping-table row, and the table's rows grouped
+into the top-level segments the run proceeds by."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from converters.table.mapping import ModuleMapping
 from genet_arch import canonical_arch
 
 from parity.core import tolerances
@@ -93,3 +95,17 @@ def prepare(table, opts: Options, official_state, paddle_state, inputs, batch_si
     input_info.update(shape=list(inputs.shape), batch_size=int(inputs.shape[0]),
                       eval_resolution=table.arch.resolution)
     return official_state, paddle_state, inputs, input_info
+
+
+def segments(rows: Sequence[ModuleMapping]) -> List[List[int]]:
+    """Row indices grouped by top-level segment. The table lists a container
+    after its contents, so each depth-0 row closes the segment it heads."""
+    out, pending = [], []
+    for i, row in enumerate(rows):
+        pending.append(i)
+        if row.depth == 0:
+            out.append(pending)
+            pending = []
+    if pending:
+        raise AssertionError(f"mapping table ends inside a container: {[rows[i].official for i in pending]}")
+    return out
