@@ -16,8 +16,8 @@ By default a float64 copy of the torch model is the truth both float32 sides
 are measured against (see parity.core.tolerances); with atol/rtol it is skipped.
 
 This module is the engine; its parts live beside it: `prepare` (options,
-weights, input, reference activations, segments), `hyperparams`, `stats` (the chunked
-statistics and side verdicts) and `records` (the result types).
+weights, input, reference activations, segments), `hyperparams`, `stats` (the
+chunked statistics and side verdicts) and `records` (the result types).
 """
 from __future__ import annotations
 
