@@ -99,7 +99,7 @@ def test_every_hostile_file_is_refused_cleanly(fuzz):
 
 
 def test_messages_say_what_was_expected(fuzz):
-    """Spot checks of the wording users see (the issue's examples)."""
+    """Spot checks of the wording users see (examples of messages users reported)."""
     said = {c.name: fuzz["outcomes"][c.name]["output"].strip() for c in fuzz["runnable"]}
     assert "fc_linear.bias: dtype complex64, expected a float type" in said["pth zip: complex64 bias"]
     assert "fc_linear.bias: dtype int32, expected a float type" in said["safetensors: I32 bias"].replace(

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from converters.table.mapping import mapping_table
-from parity.layers.diff import LayerDiffResult, run_layer_diff
+from parity.layers.diff import run_layer_diff
+from parity.layers.records import LayerDiffResult
 from parity.core.modules import paddle_layer, torch_module
 from parity.layers.report import to_html, to_json, to_markdown
 from parity.core.seeded import seeded_state
@@ -381,11 +382,11 @@ def test_chunked_statistics_equal_the_float64_ones(kind, n):
     """The engine's float32 statistics (float64 sums, pieces) against
     parity.core.compare's float64 computation of the same quantities."""
     from parity.core.compare import compare
-    from parity.layers.diff import _compare32
+    from parity.layers.stats import compare32
 
     a, e = _stats_case(np.random.default_rng(n), n, kind)
     for atol, rtol in ((None, None), (1e-6, 1e-6), (0.0, 0.0)):
-        got = _compare32("x", a, e, atol=atol, rtol=rtol)
+        got = compare32("x", a, e, atol=atol, rtol=rtol)
         want = compare("x", a, e, atol=atol, rtol=rtol, median=False)
         assert got.max_abs == pytest.approx(want.max_abs, rel=1e-6)
         assert got.max_abs_index == want.max_abs_index or got.max_abs == want.max_abs
@@ -400,13 +401,13 @@ def test_chunked_statistics_equal_the_float64_ones(kind, n):
 
 def test_chunked_statistics_never_read_nan_or_inf_as_agreement():
     from parity.core.tolerances import max_abs, max_abs_error
-    from parity.layers.diff import _compare32
+    from parity.layers.stats import compare32
 
     e = np.ones(600_000, np.float32)
     for bad in (np.nan, np.inf):
         a = e.copy()
         a[500_000] = bad
-        d = _compare32("x", a, e, atol=1e-3, rtol=0.0)
+        d = compare32("x", a, e, atol=1e-3, rtol=0.0)
         assert d.max_abs == np.inf and d.n_outside >= 1
         assert max_abs(e.astype(np.float64)) == 1.0 and max_abs_error(a, e.astype(np.float64)) == np.inf
     r = e.astype(np.float64)
@@ -449,13 +450,13 @@ def test_layer_diff_judges_by_the_shared_rule(factor, monkeypatch):
     fails the layer diff's check, which gets its verdict from the one rule
     (tolerances.decide) and its numbers from the one max-abs helper."""
     from parity.core import tolerances
-    from parity.layers.diff import _check
+    from parity.layers.stats import check_side
 
     r, t, p, bound = _planted(factor)
     calls = []
     real = tolerances.decide
     monkeypatch.setattr(tolerances, "decide", lambda *a, **k: calls.append(a) or real(*a, **k))
-    c = _check("x", p, t, None, r, "float32", None, None, count_outside=True)
+    c = check_side("x", p, t, None, r, "float32", None, None, count_outside=True)
     assert calls == [(c.paddle_error, c.torch_error, 4.0, "float32")]
     assert c.torch_error == 2.0 ** -20 and c.paddle_error == pytest.approx(factor * bound, rel=1e-12)
     assert c.tolerance == pytest.approx(bound, rel=1e-15) and c.passed is (factor < 1)
@@ -465,7 +466,7 @@ def test_frac_outside_uses_the_bound_for_what_it_measures():
     """frac_outside counts |paddle - torch| beyond the rule's bound for that
     difference (bound + torch's own error), not the bound for |paddle - f64|."""
     from parity.core.tolerances import difference_bound
-    from parity.layers.diff import _check
+    from parity.layers.stats import check_side
 
     r, t, _, bound = _planted(1.0)
     r32 = r.astype(np.float32).astype(np.float64)  # float32-exact values: |paddle - torch| known exactly
@@ -474,14 +475,14 @@ def test_frac_outside_uses_the_bound_for_what_it_measures():
     t_err = 2.0 ** -20
     between = r32.copy()
     between[9] += bound + t_err / 2  # above the f64 bound, within the difference bound: not counted
-    c = _check("x", between.astype(np.float32), t.astype(np.float32), None, r32, "float32", None, None,
-               count_outside=True)
+    c = check_side("x", between.astype(np.float32), t.astype(np.float32), None, r32, "float32", None, None,
+                   count_outside=True)
     assert c.tolerance < c.diff.max_abs <= difference_bound(c.torch_error, 4.0)
     assert c.diff.n_outside == 0 and c.diff.frac_outside == 0.0
     outside = r32.copy()
     outside[9] += 2 * (bound + t_err)
-    c = _check("x", outside.astype(np.float32), t.astype(np.float32), None, r32, "float32", None, None,
-               count_outside=True)
+    c = check_side("x", outside.astype(np.float32), t.astype(np.float32), None, r32, "float32", None, None,
+                   count_outside=True)
     assert c.diff.n_outside == 1 and c.diff.frac_outside == pytest.approx(1 / r.size)
 
 

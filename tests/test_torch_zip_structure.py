@@ -100,14 +100,22 @@ def _zip_with_names(n: int, duplicate: bool) -> bytes:
 
 def test_the_duplicate_record_check_is_proportional_to_the_file():
     data = _zip_with_names(30000, duplicate=True)
-    start = time.perf_counter()
-    zipfile.ZipFile(io.BytesIO(data)).infolist()  # the yardstick: reading the directory once
-    parse_s = time.perf_counter() - start
-    start = time.perf_counter()
-    with pytest.raises(CheckpointError, match="holds two zip records named archive/data/29999"):
-        check_zip(io.BytesIO(data), len(data), "dup.pth")
-    # A count per name (the quadratic check) took tens of parses here; one pass over a set takes about one.
-    assert time.perf_counter() - start < 5 * parse_s + 0.5
+
+    def fastest(fn, repeats=3):  # the least disturbed of a few runs: the machine may be busy
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    def check():
+        with pytest.raises(CheckpointError, match="holds two zip records named archive/data/29999"):
+            check_zip(io.BytesIO(data), len(data), "dup.pth")
+
+    parse_s = fastest(lambda: zipfile.ZipFile(io.BytesIO(data)).infolist())  # the yardstick: one directory read
+    # A count per name (the quadratic check) took ~8 s here, over 100 parses; one pass over a set takes about one.
+    assert fastest(check) < 10 * parse_s + 1.0
 
 
 @pytest.mark.parametrize("opcode", [b"p", b"g"])

@@ -151,7 +151,7 @@ def photo_list(work: str, n_images: int) -> Tuple[str, str]:
 
 def bench_eval(arch: str, work: str, env: Dict[str, str], threads: int, n_images: int, batch: int, say) -> dict:
     """Whole `genet-parity eval` processes of both runners, and, measured
-    alone in the same run, the two yardsticks of the issue's target:
+    alone in the same run, the two yardsticks of the evaluation's target:
     decoding alone (the eval's decode pool, all cores, nothing else running)
     and the models alone (both fast runners in turn on one seeded batch, no
     decoding). The eval's own rate is its loop's (`throughput`: decoding,

@@ -1,6 +1,6 @@
 """Renderings of a layer-diff result: rich table, JSON, HTML, Markdown.
 
-The result (parity.layers.diff.LayerDiffResult) is collected first; this module
+The result (parity.layers.records.LayerDiffResult) is collected first; this module
 only renders its `to_dict()`, so every format shows the same numbers. The
 JSON schema is documented in docs/layers.md.
 """
