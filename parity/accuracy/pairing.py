@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
-from parity.accuracy.results import RECORD_TYPES, Results, run_differences
+from parity.accuracy.results import Results, run_differences
 from parity.inputs.data import DataError
 
 # Weights fields that only one side has: the Paddle side's own file, when it was given one.
