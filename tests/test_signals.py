@@ -123,13 +123,19 @@ def test_genet_convert_killed_at_30_moments_leaves_no_temporary(tmp_path):
 
 
 WRITER_LOOP = textwrap.dedent("""
-    import os, sys
+    import os, signal, sys
     import numpy as np
     from converters.files.atomic import AtomicFile, commit_together, terminate_like_interrupt, write_text_atomic
     from converters.files.pdparams import write_pdparams
     from converters.files.safetensors_format import write_safetensors
     from parity.core.exits import run_guarded
 
+    # A process starts with the signal dispositions and mask of its parent: a
+    # test runner that ignores or blocks SIGINT would hand that on, and the
+    # child would never see the signal. A user's shell starts us with both at
+    # their defaults; so does this child.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     terminate_like_interrupt()
     folder = sys.argv[1]
     tensors = {f"t{i}": np.full((64, 64), i, np.float32) for i in range(8)}
@@ -164,7 +170,13 @@ def test_every_writer_killed_mid_write_leaves_no_temporary(tmp_path, signum):
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(float(rng.uniform(0.02, 0.2)))
         proc.send_signal(signum)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            state = [line.strip() for line in open(f"/proc/{proc.pid}/status") if line.startswith("Sig")]
+            proc.kill()
+            proc.communicate()
+            raise AssertionError(f"run {i}: still running 60 s after {signal.Signals(signum).name}; {state}")
         names = sorted(os.listdir(folder))
         assert proc.returncode == 130 and "Interrupted." in err, (proc.returncode, err[-500:])
         assert not [n for n in names if n.endswith(".tmp")], names
