@@ -366,7 +366,7 @@ def evaluate_job(job: Job, runners, dataset, samples, header: dict, results_path
     only the rest; each rank continues its own partial file."""
     from parity.accuracy.evaluate import RunTimes, evaluate
     from parity.accuracy.summary import summarize
-    from parity.accuracy.results import RECORD_TYPES, ResultsWriter, identity_mismatch, read_results
+    from parity.accuracy.results import RECORD_TYPES, identity_mismatch, read_results, write_results_file
     from parity.inputs.data import select
 
     earlier = []
@@ -412,16 +412,7 @@ def evaluate_job(job: Job, runners, dataset, samples, header: dict, results_path
     if job.rank == 0:
         whole, records, checks = combine(header, [(h, r) for h, r, _ in gathered], earlier,
                                          [s.index for s in samples])
-        tmp = f"{results_path}.writing"
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        writer = ResultsWriter(tmp, whole, resume=False)
-        try:
-            writer.write(checks)
-            writer.write(records)
-        finally:
-            writer.close()
-        os.replace(tmp, results_path)
+        write_results_file(results_path, whole, checks, records)
         summary = summarize(whole, records + checks)
         summary["throughput"] = combine_throughput([t for _, _, t in gathered])
     job.sync("written")
@@ -434,17 +425,9 @@ def _drop_records(part: str, done: set):
     already holds (a job killed after writing that file, before removing its
     partial files): the same run's records by the identity check, counted
     once, from the results file."""
-    from parity.accuracy.results import ResultsWriter, read_results
+    from parity.accuracy.results import read_results, write_results_file
 
     old = read_results(part, repair=True)
     if not any(r.get("index") in done for r in old.records):
         return
-    tmp = f"{part}.writing"
-    if os.path.exists(tmp):
-        os.remove(tmp)
-    writer = ResultsWriter(tmp, old.header, resume=False)
-    try:
-        writer.write([r for r in old.records if r.get("index") not in done])
-    finally:
-        writer.close()
-    os.replace(tmp, part)
+    write_results_file(part, old.header, [], [r for r in old.records if r.get("index") not in done])

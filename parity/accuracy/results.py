@@ -388,3 +388,18 @@ class ResultsWriter:
         if self._fd is not None:
             os.close(self._fd)  # closing releases the lock
             self._fd = None
+
+
+def write_results_file(path: str, header: dict, checks: Sequence[dict], records: Sequence[dict]) -> None:
+    """A whole results file (a job's gathered records, a paired pair) written
+    beside `path` and renamed into place: a reader sees no file or all of it."""
+    tmp = f"{path}.writing"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    writer = ResultsWriter(tmp, header, resume=False)
+    try:
+        writer.write(checks)
+        writer.write(records)
+    finally:
+        writer.close()
+    os.replace(tmp, path)

@@ -111,7 +111,7 @@ def write_paired(paths, out_path):
     import os
 
     from parity.accuracy.pairing import is_pair, pair
-    from parity.accuracy.results import ResultsWriter, read_results
+    from parity.accuracy.results import read_results, write_results_file
     from parity.inputs.data import DataError
 
     loaded = [read_results(p) for p in paths]
@@ -120,14 +120,5 @@ def write_paired(paths, out_path):
     if os.path.exists(out_path):
         raise DataError(out_path, "already exists (nothing was overwritten)")
     header, records, checks = pair(loaded)
-    tmp = f"{out_path}.writing"
-    if os.path.exists(tmp):
-        os.remove(tmp)
-    writer = ResultsWriter(tmp, header, resume=False)
-    try:
-        writer.write(checks)
-        writer.write(records)
-    finally:
-        writer.close()
-    os.replace(tmp, out_path)
+    write_results_file(out_path, header, checks, records)
 
