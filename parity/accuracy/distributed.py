@@ -366,14 +366,14 @@ def evaluate_job(job: Job, runners, dataset, samples, header: dict, results_path
     only the rest; each rank continues its own partial file."""
     from parity.accuracy.evaluate import RunTimes, evaluate
     from parity.accuracy.summary import summarize
-    from parity.accuracy.results import RECORD_TYPES, identity_mismatch, read_results, write_results_file
+    from parity.accuracy.results import (RECORD_TYPES, already_holds_a_run, identity_mismatch, read_results,
+                                         write_results_file)
     from parity.inputs.data import select
 
     earlier = []
     if job.rank == 0 and os.path.exists(results_path) and os.path.getsize(results_path) > 0:
         if not resume:
-            raise DataError(results_path, "already exists; pass --resume to continue it, or choose another "
-                                          "--results path (nothing was overwritten)")
+            raise already_holds_a_run(results_path)
         old_header, earlier = read_results(results_path, repair=True)
         bad = identity_mismatch(old_header, header)
         if bad:

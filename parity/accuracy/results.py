@@ -285,6 +285,13 @@ def same_run(a: Results, b: Results) -> bool:
 
 
 # ---------------------------------------------------------------- writing
+def already_holds_a_run(path: str) -> DataError:
+    """The refusal of a results file that holds a run, when not resuming (the
+    writer's, and the commands' own before any model is built)."""
+    return DataError(path, "already exists; pass --resume to continue it, or choose another --results path "
+                           "(nothing was overwritten)")
+
+
 def _unwritable(path: str, e: OSError, cut: bool) -> DataError:
     where = ("the batch being written was cut back, so the file ends with its last whole record; continue with "
              "--resume once the problem is fixed") if cut else "nothing was written"
@@ -344,8 +351,7 @@ class ResultsWriter:
         path, fd = self.path, self._fd
         if os.fstat(fd).st_size > 0:
             if not self.resume:
-                raise DataError(path, "already exists; pass --resume to continue it, or choose another "
-                                      "--results path (nothing was overwritten)")
+                raise already_holds_a_run(path)
             old = read_results(path, repair=True, _fd=fd)
             bad = identity_mismatch(old.header, self.header)
             if old.header.get("shard") != self.header.get("shard"):

@@ -196,15 +196,14 @@ def refuse_existing_results(results: str, resume: bool) -> None:
     """The results file's own refusal (parity.accuracy.results), said before
     seconds of model building rather than after: a results file that holds a
     run is continued with --resume or left alone."""
-    from parity.inputs.data import DataError
+    from parity.accuracy.results import already_holds_a_run
 
     try:
         size = os.stat(results).st_size
     except OSError:
         return  # absent (or unreadable: the writer names the problem)
     if size > 0 and not resume:
-        raise DataError(results, "already exists; pass --resume to continue it, or choose another --results path "
-                                 "(nothing was overwritten)")
+        raise already_holds_a_run(results)
 
 
 def run_eval(args, console=None) -> dict:
