@@ -1,7 +1,8 @@
 """No temporary file survives SIGINT or SIGTERM, whenever it arrives.
 
-Two tests: `genet-convert` killed at 30 moments spread over a whole run
-(reading, converting, writing, verifying, committing), and a loop of every
+Two tests: `genet-convert` killed at 15 moments spread over a whole run
+from its first line on (reading, converting, writing, verifying,
+committing, exiting), and a loop of every
 writer (checkpoint formats, provenance-style JSON, reports) killed at
 random moments, thousands of writes a second, so kills land inside
 `tempfile.mkstemp`, between a temporary's creation and its registration,
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -22,7 +24,7 @@ import pytest
 from converters.files.torch_format import write_torch
 from parity.core.seeded import seeded_state
 
-RUNS = 30
+RUNS = 15
 PARALLEL = 3
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -83,10 +85,25 @@ def as_from_a_shell():
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def test_genet_convert_killed_at_30_moments_leaves_no_temporary(tmp_path):
+def _lines_with_arrival(proc, started):
+    """A thread that reads proc's stderr as it comes: [(seconds since start,
+    line)], then (seconds, None) when the pipe closes (the process exited)."""
+    lines = []
+
+    def read():
+        for line in proc.stderr:
+            lines.append((time.perf_counter() - started, line))
+        lines.append((time.perf_counter() - started, None))
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    return lines, t
+
+
+def test_genet_convert_killed_at_any_moment_leaves_no_temporary(tmp_path):
     src = tmp_path / "GENet_small.pth"
     write_torch(seeded_state("small"), str(src))
-    cmd = [sys.executable, "-m", "converters.cli", str(src), None, "--quiet", "--threads", "1"]
+    cmd = [sys.executable, "-m", "converters.cli", str(src), None, "--threads", "1"]
     running = []
 
     def start(i):
@@ -95,26 +112,33 @@ def test_genet_convert_killed_at_30_moments_leaves_no_temporary(tmp_path):
         proc = subprocess.Popen(cmd[:4] + [str(folder / "x.pdparams")] + cmd[5:], stderr=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, text=True, preexec_fn=as_from_a_shell)
         running.append(proc)
-        return folder, proc
+        return folder, proc, time.perf_counter()
 
     try:
-        # A whole run's length, three at a time as below (the load they make changes it).
-        t0 = time.perf_counter()
+        # Whole runs, three at a time as below (the load they make changes the
+        # timing), each line of progress timed as it arrives: the command's
+        # first line ("reading ...") comes after the interpreter has imported
+        # its modules, before which nothing can be written.
         full = [start(f"full{k}") for k in range(PARALLEL)]
-        for folder, proc in full:
-            rc, err = _wait(proc)
-            assert rc == 0, err
-            _check_folder(folder, rc, err, "uninterrupted run")
-        duration = (time.perf_counter() - t0)
-        # Kill moments from 10% to 100% of a whole run (before 10% the interpreter
-        # is still starting and nothing can have been written).
-        delays = [duration * (0.1 + 0.9 * (i + 0.5) / RUNS) for i in range(RUNS)]
+        readers = [_lines_with_arrival(proc, started) for _, proc, started in full]
+        first, last = [], []
+        for (folder, proc, started), (lines, reader) in zip(full, readers):
+            proc.wait(timeout=120)
+            reader.join(timeout=10)
+            err = "".join(line for _, line in lines if line)
+            assert proc.returncode == 0, err
+            _check_folder(folder, 0, err, "uninterrupted run")
+            assert "writing" in err and "verifying" in err and lines[-1][1] is None
+            first.append(lines[0][0])
+            last.append(lines[-1][0])
+        begin, end = sorted(first)[PARALLEL // 2], sorted(last)[PARALLEL // 2]
+        # Kill moments spread evenly from the first line to the exit (medians
+        # of the three): reading, converting, writing, verifying, committing
+        # and the interpreter's exit, each hit by some of the runs.
+        delays = [begin + (end - begin) * (i + 0.5) / RUNS for i in range(RUNS)]
         outcomes = []
-        for first in range(0, RUNS, PARALLEL):
-            batch = []
-            for i in range(first, min(first + PARALLEL, RUNS)):
-                folder, proc = start(i)
-                batch.append((i, folder, proc, time.perf_counter()))
+        for first_run in range(0, RUNS, PARALLEL):
+            batch = [(i, *start(i)) for i in range(first_run, min(first_run + PARALLEL, RUNS))]
             for i, folder, proc, started in sorted(batch, key=lambda b: b[3] + delays[b[0]]):
                 time.sleep(max(0.0, started + delays[i] - time.perf_counter()))
                 proc.send_signal(SIGNALS[i % 2])
