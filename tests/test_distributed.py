@@ -5,8 +5,8 @@ agent to end the job when a process dies, so the job's own timeout must).
 
 GENet_small, seeded weights, 7 generated tiny images (7 is not divisible by 2
 or 3). Every test starts processes that import both frameworks, so they are
-marked `distributed` (about a minute together on 2 cores; `-m "not
-distributed"` leaves them out)."""
+marked `distributed` (about two minutes together, one at a time on 2
+cores; `-m "not distributed"` leaves them out)."""
 from __future__ import annotations
 
 import json
