@@ -44,6 +44,8 @@ def render(result: dict, out) -> None:
         distributed(result["distributed"], out)
     if "train" in result:
         training(result["train"], out)
+    if "export" in result:
+        export(result["export"], out)
     machine(result, out)
 
 
@@ -193,6 +195,16 @@ def training(d: dict, out) -> None:
               f"{plain['steps_s']:.1f} s ({d['steps_ratio']:.1f}x; torch {plain['torch_steps_s']:.1f} s + Paddle "
               f"{plain['paddle_steps_s']:.1f} s); train phases (s): "
               + ", ".join(f"{k} {v:.1f}" for k, v in (d.get("train_phases_s") or {}).items()))
+
+
+def export(rows: List[dict], out) -> None:
+    from parity.core.textout import Column
+
+    columns = [Column("arch"), Column("blocks as is", 0, "right"), Column("transformed", 0, "right"),
+               Column("ratio", 0, "right"), Column("exports", 1, "right")]
+    out.table(columns, [[f"GENet_{r['arch']}", f"{r['median_s']['as-is']:.2f}", f"{r['median_s']['transformed']:.2f}",
+                         f"{r['transformed_vs_as_is']:.1f}x", str(r["exports"])] for r in rows],
+              title="8. Paddle export of a new model (median s, paid by every predictor's start)")
 
 
 def machine(result: dict, out) -> None:

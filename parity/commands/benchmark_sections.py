@@ -17,8 +17,8 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from parity.commands.benchmark_workloads import (COMPUTE_SCRIPT, FLOOR_SCRIPT, PLAIN_FORWARD_SCRIPT,
-                                                 PLAIN_TRAINING_SCRIPT)
+from parity.commands.benchmark_workloads import (COMPUTE_SCRIPT, EXPORT_SCRIPT, FLOOR_SCRIPT,
+                                                 PLAIN_FORWARD_SCRIPT, PLAIN_TRAINING_SCRIPT)
 
 TARGETS = {
     "convert_no_verify_extra_s": 0.5,  # wall over the floor
@@ -308,3 +308,21 @@ def bench_pipeline(workers: Sequence[int], n_images: int, say) -> List[dict]:
     say("input pipeline")
     return [pipeline_rate("large", w, n_images=n_images) for w in workers]
 
+
+def bench_export(archs: Sequence[str], env: Dict[str, str], exports: int, say) -> List[dict]:
+    """Paddle's inference export (what each predictor's start pays) of new
+    models, the blocks' forward code run as it is (the default) against
+    dy2static transforming it: a process per way and arch, `exports` timed
+    exports each after one untimed (the first in a process pays for Paddle's
+    own first-use set-up)."""
+    rows = []
+    for arch in archs:
+        say(f"Paddle export of GENet_{arch}, both ways, {exports} each")
+        ways = {}
+        for way in ("as-is", "transformed"):
+            r = run_process([sys.executable, "-c", EXPORT_SCRIPT, way, arch, str(exports + 1)], env)
+            ways[way] = json.loads(r["stdout"].strip().splitlines()[-1])["seconds"][1:]
+        med = {w: statistics.median(v) for w, v in ways.items()}
+        rows.append({"arch": arch, "exports": exports, "seconds": ways, "median_s": med,
+                     "transformed_vs_as_is": med["transformed"] / med["as-is"]})
+    return rows

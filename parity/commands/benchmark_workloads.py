@@ -20,6 +20,7 @@ FLOOR_SCRIPT = ("import sys, torch, paddle\n"
 PLAIN_FORWARD_SCRIPT = "from parity.commands.benchmark_workloads import plain_forward; plain_forward()"
 PLAIN_TRAINING_SCRIPT = "from parity.commands.benchmark_workloads import plain_training; plain_training()"
 COMPUTE_SCRIPT = "from parity.commands.benchmark_workloads import eval_compute; eval_compute()"
+EXPORT_SCRIPT = "from parity.commands.benchmark_workloads import paddle_exports; paddle_exports()"
 
 
 def plain_forward() -> None:
@@ -136,3 +137,31 @@ def eval_compute() -> None:
     print(json.dumps({"images": n, "seconds": seconds, "images_per_s": n / sum(seconds.values()),
                       "runners": {fw: r.label for fw, r in runners.items()}}))
 
+
+def paddle_exports() -> None:
+    """Child process: argv[3] exports (`paddle.jit.save`, as each Paddle
+    predictor starts) of new Paddle models of GENet argv[2] with seeded
+    weights, the blocks run as they are (argv[1] 'as-is', the default) or
+    transformed by dy2static ('transformed'); prints each export's seconds as
+    JSON. A process of its own per way: Paddle keeps the first for the process."""
+    import tempfile
+
+    from parity.core.runtime import configure_threads
+
+    configure_threads()
+    from parity.core.frameworks import import_paddle, layout_states, paddle_model
+    from parity.core.seeded import seeded_state
+    from parity.fastpath.inference import export_paddle
+    from genet_arch import get_arch
+
+    import_paddle()
+    way, arch, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    state = layout_states(arch, seeded_state(arch), False)[1]
+    seconds = []
+    with tempfile.TemporaryDirectory(prefix="genet_bench_export_") as work:
+        for i in range(n):
+            model = paddle_model(arch, state)
+            t0 = time.perf_counter()
+            export_paddle(model, tempfile.mkdtemp(dir=work), get_arch(arch).resolution, blocks_as_is=way == "as-is")
+            seconds.append(time.perf_counter() - t0)
+    print(json.dumps({"seconds": seconds}))

@@ -2,9 +2,9 @@
 
     python -m parity.commands.benchmarks --json benchmarks.json [--quick] [--threads N] [--skip SECTION]
 
-Seven sections, each left out with `--skip` and the name in brackets; they
+Eight sections, each left out with `--skip` and the name in brackets; they
 run in the order conversion, layer-diff, eval, distributed, train, latency,
-pipeline, and print in the order of their numbers:
+pipeline, export, and print in the order of their numbers:
 
 1. [conversion] Conversion of each arch: `genet-convert` with and without
    verification, as whole processes (wall time, peak RSS), against the floor:
@@ -32,6 +32,11 @@ pipeline, and print in the order of their numbers:
 7. [distributed] `genet-parity eval` as one torchrun job of 2 processes
    against 1 process on the same photos and the same cores (images/s of the
    whole command and of the evaluation loop, and their ratios).
+8. [export] Paddle's inference export (`paddle.jit.save`, paid at every
+   predictor's start) of a new model of each arch, the network's forward code
+   run as it is while the program is recorded (the default) against dy2static
+   transforming every block's forward (median of 5 exports, --quick: small
+   only, 3).
 
 Each process is repeated (median of 5 after one warm-up run; --quick: fewer,
 stated in the output). Thread counts are set identically for both frameworks
@@ -56,8 +61,8 @@ import time
 
 from parity.commands.benchmark_report import render
 from parity.commands.benchmark_sections import (TARGETS, bench_conversion, bench_distributed, bench_eval,
-                                                bench_latency, bench_layer_diff, bench_pipeline, bench_train,
-                                                child_env, latency_summary)
+                                                bench_export, bench_latency, bench_layer_diff, bench_pipeline,
+                                                bench_train, child_env, latency_summary)
 
 ARCHS = ("small", "normal", "large")
 
@@ -70,7 +75,8 @@ def main(argv=None) -> int:
                         "latency at batch 8 only, one layer-diff run; stated in the output")
     p.add_argument("--threads", type=int, help="threads for both frameworks in every process (default: all cores)")
     p.add_argument("--skip", action="append",
-                   choices=["conversion", "layer-diff", "eval", "latency", "pipeline", "train", "distributed"],
+                   choices=["conversion", "layer-diff", "eval", "latency", "pipeline", "train", "distributed",
+                            "export"],
                    default=[], help="leave a section out (repeatable)")
     args = p.parse_args(argv)
 
@@ -129,6 +135,8 @@ def main(argv=None) -> int:
                                         e["images_per_s"] for e in timed}
     if "pipeline" not in args.skip:
         result["pipeline"] = bench_pipeline((1, 2), 48 if args.quick else 128, say)
+    if "export" not in args.skip:
+        result["export"] = bench_export(("small",) if args.quick else ARCHS, env, 3 if args.quick else 5, say)
     result["peak_rss_mb_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     result["seconds"] = time.perf_counter() - start

@@ -70,8 +70,14 @@ def _torch_jit_deprecation_ignored():
 
 
 # ---------------------------------------------------------------- Paddle inference export
-def export_paddle(model, directory: str, resolution: int, name: str = "genet") -> Tuple[str, str]:
-    """`paddle.jit.save` with a dynamic batch; returns (model file, params file)."""
+def export_paddle(model, directory: str, resolution: int, name: str = "genet",
+                  blocks_as_is: bool = True) -> Tuple[str, str]:
+    """`paddle.jit.save` with a dynamic batch; returns (model file, params file).
+
+    blocks_as_is=False leaves dy2static to transform every block's forward,
+    the slower way, measured against the default by the benchmark script; it
+    has its effect only in a process that never exported with the default
+    (Paddle keeps the list of modules it runs as they are for the process)."""
     import paddle
     from paddle.static import InputSpec
 
@@ -82,11 +88,12 @@ def export_paddle(model, directory: str, resolution: int, name: str = "genet") -
     # The network's forward code has no control flow that depends on tensor
     # values (its loops run over the fixed list of blocks), so it is run as it
     # is while the program is recorded, instead of dy2static re-parsing and
-    # transforming the source of every block's forward for each new model:
-    # 2.8 s -> 1.0 s per predictor of GENet_small on a 2-core CPU. Only the
+    # transforming the source of every block's forward for each new model
+    # (benchmark section 8 measures both ways). Only the
     # entry point is transformed. A program that came out wrong would fail the
     # predictor's start-up check against eager torch.
-    paddle.jit.ignore_module([genet_arch.walk, paddle_genet.model, paddle_genet.batchnorm])
+    if blocks_as_is:
+        paddle.jit.ignore_module([genet_arch.walk, paddle_genet.model, paddle_genet.batchnorm])
     prefix = os.path.join(directory, name)
     paddle.jit.save(model, prefix, input_spec=[InputSpec([None, 3, resolution, resolution], "float32", "x")])
     params = prefix + ".pdiparams"
