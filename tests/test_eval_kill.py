@@ -105,3 +105,20 @@ def test_a_folder_of_a_live_owner_is_kept(tmp_path):
         folder.mkdir()
     assert remove_stale_temporaries(str(tmp_path)) == [str(dead)]
     assert live.is_dir() and other.is_dir() and not dead.exists()
+
+
+def test_a_temporary_folder_is_named_for_its_owner_and_removed_on_the_way_out(tmp_path, monkeypatch):
+    """The benchmark's work folders: named as the stale cleanup recognises
+    (so a `kill -9` leaves nothing for long), removed after the block, also
+    when it raises."""
+    import tempfile
+
+    from converters.files.atomic import _OWNED, temporary_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(RuntimeError), temporary_folder("genet_bench_") as work:
+        (tmp_path / os.path.basename(work) / "x").write_text("x")
+        assert os.path.dirname(work) == str(tmp_path)
+        assert int(_OWNED.match(os.path.basename(work)).group(1)) == os.getpid()
+        raise RuntimeError("a failing section")
+    assert os.listdir(tmp_path) == []

@@ -120,6 +120,17 @@ def temporary_dir(prefix: str) -> str:
     return path
 
 
+@contextlib.contextmanager
+def temporary_folder(prefix: str):
+    """`temporary_dir` for the length of a `with` block, removed on the way
+    out (and, after a `kill -9`, by the next start of any command)."""
+    path = temporary_dir(prefix)
+    try:
+        yield path
+    finally:
+        remove(path)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

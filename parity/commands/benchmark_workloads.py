@@ -149,6 +149,7 @@ def paddle_exports() -> None:
     from parity.core.runtime import configure_threads
 
     configure_threads()
+    from converters.files.atomic import temporary_folder
     from parity.core.frameworks import import_paddle, layout_states, paddle_model
     from parity.core.seeded import seeded_state
     from parity.fastpath.inference import export_paddle
@@ -158,7 +159,7 @@ def paddle_exports() -> None:
     way, arch, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     state = layout_states(arch, seeded_state(arch), False)[1]
     seconds = []
-    with tempfile.TemporaryDirectory(prefix="genet_bench_export_") as work:
+    with temporary_folder("genet_bench_export_") as work:
         for i in range(n):
             model = paddle_model(arch, state)
             t0 = time.perf_counter()

@@ -56,7 +56,6 @@ import json
 import os
 import resource
 import sys
-import tempfile
 import time
 
 from parity.commands.benchmark_report import render
@@ -101,7 +100,9 @@ def main(argv=None) -> int:
                             "medians of 5 process runs after 1 warm-up, 20 timed latency iterations"),
               "targets": TARGETS, "environment": environment("cpu")}
     env = child_env(threads)
-    with tempfile.TemporaryDirectory(prefix="genet_bench_") as work:
+    from converters.files.atomic import temporary_folder
+
+    with temporary_folder("genet_bench_") as work:
         from converters.files.torch_format import write_torch
 
         archs = ("large",) if args.quick else ARCHS
