@@ -155,3 +155,14 @@ def test_both_float32_models_sit_within_rounding_of_float64():
     # rounding, not slack: under 1e-4 of the logits' scale.
     assert model.fc_linear.weight.dtype == torch.float32
     assert 0 < j.reference_error and j.bound < 1e-4 * j.scale
+
+
+def test_seeded_weights_are_a_new_copy_each_call():
+    """Drawn once per process and copied out: a test that changes its copy
+    (a planted fault) leaves the next caller's weights as the recipe says."""
+    first = seeded_state("small")
+    for v in first.values():
+        v[...] = 7
+    again = seeded_state("small")
+    assert state_sha256(again) == SEEDED_SHA256["small"]
+    assert all(v.flags.writeable for v in again.values())
