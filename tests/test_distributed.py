@@ -260,31 +260,32 @@ def test_resume_of_an_unfinished_single_process_file_evaluates_only_the_rest(ima
 
 
 def test_torchrun_certify_equals_one_process(tmp_path):
-    """The demo certificate (7 of its images: not divisible by 3) from one
-    process and from a torchrun job of 3: the same checks, verdicts,
-    accuracy and every image's predictions."""
+    """The demo certificate (7 of its images: not divisible by 2) from one
+    process and from a torchrun job of 2 (rank 0 converts and runs the layer
+    diff, both evaluate; uneven slices of 3 ranks are eval's tests above):
+    the same checks, verdicts, accuracy and every image's predictions."""
     common = ["certify", "--demo", "--limit", "7", "--no-bench", "--workers", "0", "--threads", "1",
               "--collective-timeout", "60"]
     single = subprocess.run([os.path.join(BIN, "genet-parity"), *common, "--out", str(tmp_path / "one" / "c")],
                             capture_output=True, text=True, timeout=300, env=plain_env())
-    job = subprocess.run([os.path.join(BIN, "torchrun"), "--standalone", "--nproc_per_node", "3",
+    job = subprocess.run([os.path.join(BIN, "torchrun"), "--standalone", "--nproc_per_node", "2",
                           os.path.join(BIN, "genet-parity"), *common, "--out", str(tmp_path / "job" / "c")],
                          capture_output=True, text=True, timeout=300, env=plain_env())
     # INCOMPLETE (exit 4): the latency benchmark was left out; the same in both
     assert single.returncode == 4, single.stderr[-3000:]
     assert job.returncode != 0 and "exitcode  : 4" in job.stderr, job.stderr[-3000:]
-    one, three = (json.loads((tmp_path / d / "c.json").read_text()) for d in ("one", "job"))
-    assert three["job"] == {"launcher": "torchrun", "processes": 3} and "job" not in one
-    assert "one torchrun job of 3 processes" in (tmp_path / "job" / "c.html").read_text()
-    assert three["verdict"] == one["verdict"]
-    assert [(c["id"], c["status"]) for c in three["checks"]] == [(c["id"], c["status"]) for c in one["checks"]]
+    one, job_cert = (json.loads((tmp_path / d / "c.json").read_text()) for d in ("one", "job"))
+    assert job_cert["job"] == {"launcher": "torchrun", "processes": 2} and "job" not in one
+    assert "one torchrun job of 2 processes" in (tmp_path / "job" / "c.html").read_text()
+    assert job_cert["verdict"] == one["verdict"]
+    assert [(c["id"], c["status"]) for c in job_cert["checks"]] == [(c["id"], c["status"]) for c in one["checks"]]
     evaluation = [c for c in one["checks"] if c["id"].endswith("_float32") and c["id"] != "logits_float32"]
-    assert evaluation and all(c in three["checks"] for c in evaluation)
-    assert three["accuracy"] == one["accuracy"]
+    assert evaluation and all(c in job_cert["checks"] for c in evaluation)
+    assert job_cert["accuracy"] == one["accuracy"]
     strip = [{k: v for k, v in p.items() if k != "logit_max_abs_diff"} for p in one["predictions"]["float32"]]
-    assert [{k: v for k, v in p.items() if k != "logit_max_abs_diff"} for p in three["predictions"]["float32"]] \
-        == strip and [p["index"] for p in three["predictions"]["float32"]] == list(range(7))
-    assert len(three["evaluation"]["float32"]["logit_checks"]) == 3
+    assert [{k: v for k, v in p.items() if k != "logit_max_abs_diff"} for p in job_cert["predictions"]["float32"]] \
+        == strip and [p["index"] for p in job_cert["predictions"]["float32"]] == list(range(7))
+    assert len(job_cert["evaluation"]["float32"]["logit_checks"]) == 2
     assert job.stdout.count("Verdict:") == 1
 
 
