@@ -23,7 +23,7 @@ def seeded_state(arch: str, seed: int = WEIGHT_SEED) -> Dict[str, np.ndarray]:
     """Official-layout state dict of float32 arrays (int64 0 step counters).
 
     A new dict of new arrays each call (callers change them); drawn once per
-    (arch, seed) in a process, since copying is ~10x cheaper than drawing."""
+    (arch, seed) in a process, since copying is ~3x cheaper than drawing."""
     return {k: v.copy() for k, v in _drawn(arch, seed)}
 
 

@@ -89,9 +89,9 @@ def export_paddle(model, directory: str, resolution: int, name: str = "genet",
     # values (its loops run over the fixed list of blocks), so it is run as it
     # is while the program is recorded, instead of dy2static re-parsing and
     # transforming the source of every block's forward for each new model
-    # (benchmark section 8 measures both ways). Only the
-    # entry point is transformed. A program that came out wrong would fail the
-    # predictor's start-up check against eager torch.
+    # (benchmark section 8 measures both ways). Only the entry point is
+    # transformed. A program that came out wrong would fail the predictor's
+    # start-up check (its logits against a float64 recomputation).
     if blocks_as_is:
         paddle.jit.ignore_module([genet_arch.walk, paddle_genet.model, paddle_genet.batchnorm])
     prefix = os.path.join(directory, name)
