@@ -42,6 +42,23 @@ def test_the_demo_exits_0_and_its_log_fits_80_columns(demo):
     assert "(next: layer diff)" in proc.stderr and re.search(r"timing \d+ paths x 10 iterations", proc.stderr)
 
 
+def test_the_compiled_torch_path_ran_and_passed_the_rule(demo):
+    """The project's test of torch's compiled path (parity.fastpath.inference.TorchCompiled:
+    Inductor, frozen weights, channels-last): the README's job builds and times it, after its
+    logits were judged against a float64 recomputation of the weights, the bar torch eager's own
+    error (parity.core.tolerances). A wrong compiled graph fails here."""
+    _, cert, _ = demo
+    (latency,) = [c for c in cert["checks"] if c["id"] == "latency"]
+    rows = {(r["framework"], r["mode"]): r for r in latency["details"]["results"]}
+    best = rows[("torch", "best")]
+    assert "compile (Inductor, frozen weights, channels-last)" in best["label"], best["label"]
+    check = best["check"]
+    assert check["passed"] is True and check["dtype"] == "float32", check
+    assert 0 < check["error"] <= check["bound"] and check["margin"] == pytest.approx(check["error"] / check["bound"])
+    assert check["reference_error"] == rows[("torch", "eager")]["check"]["error"] > 0
+    assert best["iters"] == 10 and best["ms_per_image"]["median"] > 0
+
+
 def test_paddle_cpp_logger_is_silent(demo):
     proc, _, _ = demo
     noise = [line for line in proc.stderr.splitlines() if GLOG_LINE.match(line)]

@@ -1,7 +1,9 @@
 """Fast inference paths: each equals the official model's outputs within its
 dtype's tolerance, BN folding changes nothing beyond rounding, a wrong
 predictor is caught at start-up, and Paddle's thread count survives a
-predictor run."""
+predictor run. torch's compiled path is judged in the README's job, where
+it is built anyway (tests/test_demo_report.py): a compilation costs tens of
+seconds of CPU on a new machine."""
 from __future__ import annotations
 
 import numpy as np
@@ -123,10 +125,3 @@ def test_paddle_threads_stay_set_after_a_predictor_run(paddle_models, x):
         assert torch.get_num_threads() == 2
     finally:
         configure_threads(before)
-
-
-def test_torch_compiled_matches_official_outputs(state, x, official_logits):
-    model = frameworks.torch_model(ARCH, state)
-    compiled = inference.TorchCompiled(model)
-    out = compiled(compiled.prepare(torch.from_numpy(x))).numpy()
-    assert_matches_official(ARCH, state, x, out, official_logits)
