@@ -34,11 +34,6 @@ def _sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def _wait(proc, timeout=120):
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, err
-
-
 def _check_folder(folder, rc, err, what=""):
     """No temporary; either nothing or a complete, consistent pair. Returns
     the outcome: the exit code, 130 for every interrupt the command handled."""
@@ -91,8 +86,11 @@ def _lines_with_arrival(proc, started):
     lines = []
 
     def read():
-        for line in proc.stderr:
-            lines.append((time.perf_counter() - started, line))
+        try:
+            for line in proc.stderr:
+                lines.append((time.perf_counter() - started, line))
+        except (OSError, ValueError):  # the pipe closed by the test's cleanup after a failure
+            pass
         lines.append((time.perf_counter() - started, None))
 
     t = threading.Thread(target=read, daemon=True)
@@ -112,46 +110,71 @@ def test_genet_convert_killed_at_any_moment_leaves_no_temporary(tmp_path):
         proc = subprocess.Popen(cmd[:4] + [str(folder / "x.pdparams")] + cmd[5:], stderr=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, text=True, preexec_fn=as_from_a_shell)
         running.append(proc)
-        return folder, proc, time.perf_counter()
+        started = time.perf_counter()
+        return folder, proc, started, _lines_with_arrival(proc, started)
 
     try:
-        # Whole runs, three at a time as below (the load they make changes the
-        # timing), each line of progress timed as it arrives: the command's
-        # first line ("reading ...") comes after the interpreter has imported
-        # its modules, before which nothing can be written.
-        full = [start(f"full{k}") for k in range(PARALLEL)]
-        readers = [_lines_with_arrival(proc, started) for _, proc, started in full]
-        first, last = [], []
-        for (folder, proc, started), (lines, reader) in zip(full, readers):
+        # Three whole runs at once (as the killed ones run below), each line of
+        # progress timed as it arrives: the command's first line ("reading
+        # ...") comes after the interpreter's imports, before which nothing can
+        # be written; then converting, writing, verifying; the pipe closes at
+        # the exit. The median run's timeline places the kill moments.
+        timelines = []
+        for folder, proc, _, (lines, reader) in [start(f"full{k}") for k in range(PARALLEL)]:
             proc.wait(timeout=120)
             reader.join(timeout=10)
             err = "".join(line for _, line in lines if line)
             assert proc.returncode == 0, err
             _check_folder(folder, 0, err, "uninterrupted run")
             assert "writing" in err and "verifying" in err and lines[-1][1] is None
-            first.append(lines[0][0])
-            last.append(lines[-1][0])
-        begin, end = sorted(first)[PARALLEL // 2], sorted(last)[PARALLEL // 2]
-        # Kill moments spread evenly from the first line to the exit (medians
-        # of the three): reading, converting, writing, verifying, committing
-        # and the interpreter's exit, each hit by some of the runs.
-        delays = [begin + (end - begin) * (i + 0.5) / RUNS for i in range(RUNS)]
+            timelines.append([t for t, _ in lines])
+        timeline = sorted(timelines, key=lambda t: t[-1] - t[0])[PARALLEL // 2]
+        if any(len(t) != len(timeline) for t in timelines):
+            raise AssertionError(f"the runs printed different numbers of lines: {timelines}")
+        # 15 moments spread evenly from the first line to the exit, each given
+        # as (the line it follows, the seconds after it): a killed run is
+        # signalled that long after it printed that line, so a run slowed or
+        # sped up by the machine's load is still hit in the same phase.
+        begin, end = timeline[0], timeline[-1]
+        moments = []
+        for i in range(RUNS):
+            at = begin + (end - begin) * (i + 0.5) / RUNS
+            line = max(j for j, t in enumerate(timeline[:-1]) if t <= at)
+            moments.append((line, at - timeline[line]))
+
+        def kill_after(i, proc, started, lines):
+            line, after = moments[i]
+            while len(lines) <= line and proc.poll() is None:
+                time.sleep(0.005)
+            if len(lines) > line and lines[line][1] is not None:
+                time.sleep(max(0.0, started + lines[line][0] + after - time.perf_counter()))
+                if proc.poll() is None:
+                    proc.send_signal(SIGNALS[i % 2])
+
         outcomes = []
         for first_run in range(0, RUNS, PARALLEL):
-            batch = [(i, *start(i)) for i in range(first_run, min(first_run + PARALLEL, RUNS))]
-            for i, folder, proc, started in sorted(batch, key=lambda b: b[3] + delays[b[0]]):
-                time.sleep(max(0.0, started + delays[i] - time.perf_counter()))
-                proc.send_signal(SIGNALS[i % 2])
-            for i, folder, proc, _ in batch:
-                rc, err = _wait(proc)
-                outcomes.append(_check_folder(folder, rc, err,
-                                              f"run {i}, {signal.Signals(SIGNALS[i % 2]).name} after {delays[i]:.2f} s"))
+            batch = []
+            for i in range(first_run, min(first_run + PARALLEL, RUNS)):
+                folder, proc, started, (lines, reader) = start(i)
+                killer = threading.Thread(target=kill_after, args=(i, proc, started, lines), daemon=True)
+                killer.start()
+                batch.append((i, folder, proc, lines, reader, killer))
+            for i, folder, proc, lines, reader, killer in batch:
+                proc.wait(timeout=120)
+                killer.join(timeout=10)
+                reader.join(timeout=10)
+                err = "".join(line for _, line in lines if line)
+                line, after = moments[i]
+                outcomes.append(_check_folder(folder, proc.returncode, err,
+                                              f"run {i}, {signal.Signals(SIGNALS[i % 2]).name} "
+                                              f"{after:.2f} s after line {line + 1}"))
     finally:
         for proc in running:
             if proc.poll() is None:
                 proc.kill()
             if proc.stderr is not None and not proc.stderr.closed:
-                proc.communicate()  # closes the pipe: no unclosed-file warning in a later test
+                proc.wait()
+                proc.stderr.close()  # no unclosed-file warning in a later test
     # The spread reached into the runs: a good part of them was interrupted (exit 130).
     assert outcomes.count(130) >= RUNS // 4, outcomes
 
