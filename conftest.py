@@ -15,13 +15,13 @@ spin, which cost a fifth more CPU time in all on 2 cores.
 import os
 import warnings
 
+from parity.core.runtime import default_threads, paddle_log_flags
+
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
 if _workers > 1:
-    _share = str(max(1, len(os.sched_getaffinity(0)) // _workers))
+    _share = str(max(1, default_threads() // _workers))
     for _var in ("GENET_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, _share)
-
-from parity.core.runtime import paddle_log_flags
 
 with warnings.catch_warnings(), paddle_log_flags():
     warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)

@@ -67,6 +67,12 @@ def repeated(cmd: Sequence[str], env: Dict[str, str], repeats: int, warmup: int 
             "repeats": repeats, "warmup_runs": warmup, "last_stdout": runs[-1]["stdout"]}
 
 
+def printed_figures(stdout: str) -> dict:
+    """The figures a workload of parity.commands.benchmark_workloads printed:
+    its last line of stdout, one JSON object."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def child_env(threads: int) -> Dict[str, str]:
     env = dict(os.environ)
     env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "GENET_THREADS": str(threads)})
@@ -112,7 +118,7 @@ def bench_train(ckpt: str, work: str, env: Dict[str, str], threads: int, repeats
                 say) -> dict:
     say(f"training parity GENet_small batch {batch}, {steps} steps: the frameworks' own steps")
     plain = repeated([sys.executable, "-c", PLAIN_TRAINING_SCRIPT, ckpt, str(batch), str(steps)], env, repeats)
-    inner_plain = json.loads(plain.pop("last_stdout").strip().splitlines()[-1])
+    inner_plain = printed_figures(plain.pop("last_stdout"))
     say(f"training parity GENet_small batch {batch}, {steps} steps: genet-parity train")
     report = os.path.join(work, "train.json")
     tool = repeated([_bin("genet-parity"), "train", "--weights", ckpt, "--batch-size", str(batch), "--steps",
@@ -182,7 +188,7 @@ def bench_eval(arch: str, work: str, env: Dict[str, str], threads: int, n_images
     decode = pipeline_rate(arch, workers=threads, n_images=min(n_images, 256), batch_size=batch)
     compute = run_process([sys.executable, "-c", COMPUTE_SCRIPT, "fast", arch, str(batch), str(max(4, 64 // batch))],
                           env)
-    compute.update(json.loads(compute.pop("stdout").strip().splitlines()[-1]))
+    compute.update(printed_figures(compute.pop("stdout")))
     bound = min(decode["images_per_s"], compute["images_per_s"])
     fast, eager = runs["fast"]["run_images_per_s"], runs["eager"]["run_images_per_s"]
     return {"arch": arch, "n_images": n_images, "batch_size": batch, "runs": runs,
@@ -232,7 +238,7 @@ def bench_layer_diff(ckpt: str, work: str, env: Dict[str, str], threads: int, re
                      say) -> dict:
     say(f"layer diff GENet_large batch {batch}: two plain forward passes")
     plain = repeated([sys.executable, "-c", PLAIN_FORWARD_SCRIPT, ckpt, str(batch)], env, repeats)
-    sizes = {k: v / 2 ** 20 for k, v in json.loads(plain.pop("last_stdout").strip().splitlines()[-1]).items()}
+    sizes = {k: v / 2 ** 20 for k, v in printed_figures(plain.pop("last_stdout")).items()}
     say(f"layer diff GENet_large batch {batch}: genet-parity layers")
     report = os.path.join(work, "layers.json")
     diff = repeated([_bin("genet-parity"), "layers", "--weights", ckpt, "--batch-size", str(batch),
@@ -321,7 +327,7 @@ def bench_export(archs: Sequence[str], env: Dict[str, str], exports: int, say) -
         ways = {}
         for way in ("as-is", "transformed"):
             r = run_process([sys.executable, "-c", EXPORT_SCRIPT, way, arch, str(exports + 1)], env)
-            ways[way] = json.loads(r["stdout"].strip().splitlines()[-1])["seconds"][1:]
+            ways[way] = printed_figures(r["stdout"])["seconds"][1:]
         med = {w: statistics.median(v) for w, v in ways.items()}
         rows.append({"arch": arch, "exports": exports, "seconds": ways, "median_s": med,
                      "transformed_vs_as_is": med["transformed"] / med["as-is"]})
